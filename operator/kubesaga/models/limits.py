@@ -1,0 +1,21 @@
+"""Size limits that keep a Saga object far below etcd's ~1.5 MiB object limit.
+
+Worst case with these figures: spec <= 128 KiB, outputs 50 x 8 KiB = 400 KiB, errors and
+bookkeeping about 3 KiB a step = 150 KiB; under 700 KiB in all.
+"""
+
+MAX_STEPS = 50
+MAX_NAME_LENGTH = 63
+MAX_ACTION_LENGTH = 200
+MAX_SPEC_BYTES = 128 * 1024
+MAX_OUTPUT_BYTES = 8 * 1024
+MAX_ERROR_MESSAGE_CHARS = 1024
+MAX_ERROR_TYPE_CHARS = 200
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+"""Lowercase letters, digits, ``-`` and ``_``; starts and ends with a letter or digit."""
+
+ACTION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
+"""Action names become queue names (``kubesaga.action.<action>``): keep them AMQP-safe."""

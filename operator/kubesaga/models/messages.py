@@ -1,0 +1,90 @@
+"""Commands (operator -> worker) and results (worker -> operator) carried by RabbitMQ.
+
+These models are the protocol: docs/protocol.md and the JSON Schemas in docs/schemas/ are
+generated from them, so a handler can be written in any language.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kubesaga.models._base import JsonObject, WireModel
+from kubesaga.models.status import ErrorInfo
+
+PROTOCOL_VERSION = 1
+
+
+class CommandKind(StrEnum):
+    """Run the step's action, or undo it with its compensation."""
+
+    EXECUTE = "execute"
+    COMPENSATE = "compensate"
+
+
+class SagaRef(WireModel):
+    """Which Saga object a message belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+    """metadata.uid: tells apart two sagas that reused a name."""
+
+
+class Command(WireModel):
+    """Asks a worker to run one attempt of an action or compensation."""
+
+    version: Literal[1] = PROTOCOL_VERSION
+    dispatch_id: str = Field(min_length=1, max_length=512)
+    """Unique per attempt (saga uid, step, kind, attempt and a random part); the AMQP message_id.
+    Redeliveries carry the same id, so handlers can recognise them."""
+    saga: SagaRef
+    step: str
+    kind: CommandKind
+    action: str
+    """The registered action (or compensation) name to run."""
+    attempt: int = Field(ge=1)
+    """Counts from 1; the same number as status.steps[].attempt (or .compensation.attempt)."""
+    input: JsonObject = Field(default_factory=dict)
+    context: JsonObject = Field(default_factory=dict)
+    outputs: dict[str, JsonObject] = Field(default_factory=dict)
+    """Outputs of the steps this step depends on, directly or not."""
+    output: JsonObject | None = None
+    """For compensate: the compensated step's own output (None if it never succeeded)."""
+    deadline: datetime | None = None
+    """When the operator stops waiting for this attempt (timeoutSeconds), if any."""
+
+
+class ResultStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Result(WireModel):
+    """A worker's answer to one command."""
+
+    version: Literal[1] = PROTOCOL_VERSION
+    dispatch_id: str = Field(min_length=1, max_length=512)
+    """Copied from the command; a result with an unknown or old id is dead-lettered."""
+    saga: SagaRef
+    step: str
+    kind: CommandKind
+    attempt: int = Field(ge=1)
+    status: ResultStatus
+    output: JsonObject | None = None
+    """What the action returned (succeeded execute results only)."""
+    error: ErrorInfo | None = None
+    """Why it failed (failed results only)."""
+    worker: str | None = None
+    """Name of the worker that ran it, for logs."""
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Result:
+        if self.status is ResultStatus.FAILED and self.error is None:
+            raise ValueError("a failed result must carry an error")
+        if self.status is ResultStatus.SUCCEEDED and self.error is not None:
+            raise ValueError("a succeeded result must not carry an error")
+        return self

@@ -1,0 +1,160 @@
+"""The desired state of a Saga: what the user writes in ``saga.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, model_validator
+
+from kubesaga.models import limits
+from kubesaga.models._base import JsonObject, WireModel
+
+StepName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=limits.MAX_NAME_LENGTH,
+        pattern=limits.STEP_NAME_PATTERN,
+    ),
+]
+ActionName = Annotated[
+    str,
+    Field(min_length=1, max_length=limits.MAX_ACTION_LENGTH, pattern=limits.ACTION_PATTERN),
+]
+
+
+class RetryPolicy(WireModel):
+    """How often and how fast a step (or its compensation) is retried after a retryable error.
+
+    Only errors marked retryable (a handler's ``RetryableError``, a timeout, a lost worker) are
+    retried; permanent errors end the step at once.
+    """
+
+    max_attempts: int = Field(default=3, ge=1, le=limits.MAX_ATTEMPTS)
+    """Attempts in all, counting the first (1 = never retry)."""
+    backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
+    """Delay before the second attempt."""
+    backoff_factor: float = Field(default=2.0, ge=1, le=10)
+    """Each further delay is the previous one times this factor."""
+    max_backoff_seconds: float = Field(default=60.0, ge=0, le=86400)
+    """Upper bound of any single delay."""
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = the first retry)."""
+        if attempt <= 1:
+            return 0.0
+        delay = self.backoff_seconds * self.backoff_factor ** (attempt - 2)
+        return float(min(delay, self.max_backoff_seconds))
+
+
+class StepSpec(WireModel):
+    """One local transaction of the saga and how to undo it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+                    "message": "a step cannot depend on itself",
+                    "fieldPath": ".dependsOn",
+                },
+            ]
+        }
+    )
+
+    name: StepName
+    """Unique within the saga; lowercase letters, digits, '-' and '_'."""
+    action: ActionName
+    """Registered action a worker executes (its queue is kubesaga.action.<action>)."""
+    compensation: ActionName | None = None
+    """Registered action that undoes this step; none means nothing to undo."""
+    input: JsonObject = Field(default_factory=dict)
+    """Arguments handed to the action and to the compensation."""
+    depends_on: list[StepName] | None = Field(default=None, max_length=limits.MAX_STEPS)
+    """Steps that must succeed first. Absent: the previous step. Empty list: none."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retry policy for retryable errors of the action."""
+    compensation_retry: RetryPolicy | None = None
+    """Retry policy of the compensation; absent means the same as retry."""
+    timeout_seconds: float | None = Field(default=None, gt=0, le=limits.MAX_TIMEOUT_SECONDS)
+    """Per-attempt time limit; an attempt that runs longer counts as a retryable failure."""
+    compensate_on_failure: bool = False
+    """Run the compensation even when this step failed (for steps that can partly apply)."""
+
+    @property
+    def compensation_policy(self) -> RetryPolicy:
+        return self.compensation_retry or self.retry
+
+
+class SagaSpec(WireModel):
+    """The steps and context of one distributed transaction."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.steps) || self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",
+                    "message": "step names must be unique",
+                    "fieldPath": ".steps",
+                },
+                {
+                    "rule": "!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
+                    "message": "dependsOn must name a step of this saga",
+                    "fieldPath": ".steps",
+                },
+                {
+                    "rule": "!has(oldSelf.steps) && !has(self.steps) || has(oldSelf.steps) && has(self.steps) && self.steps == oldSelf.steps",
+                    "message": "spec.steps is immutable once the saga exists; create a new Saga",
+                    "fieldPath": ".steps",
+                },
+                {
+                    "rule": "!has(oldSelf.compensate) || !oldSelf.compensate || (has(self.compensate) && self.compensate)",
+                    "message": "spec.compensate cannot be unset once requested",
+                    "fieldPath": ".compensate",
+                },
+            ]
+        }
+    )
+
+    steps: list[StepSpec] = Field(default_factory=list, max_length=limits.MAX_STEPS)
+    """Steps in order; a step without dependsOn runs after the one before it."""
+    context: JsonObject = Field(default_factory=dict)
+    """Saga-wide data handed to every handler."""
+    compensate: bool = False
+    """Set to true to undo the saga: stops forward progress and compensates what succeeded."""
+    deadline_seconds: float | None = Field(default=None, gt=0, le=limits.MAX_TIMEOUT_SECONDS)
+    """Time limit of the whole saga from its start; when passed, the saga compensates."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    """Delete the Saga this long after it reached a final phase (like Jobs)."""
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> SagaSpec:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"step names must be unique: {step.name!r} appears twice")
+            seen.add(step.name)
+        return self
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """Each step's effective dependencies (absent dependsOn = the previous step)."""
+        deps: dict[str, list[str]] = {}
+        previous: str | None = None
+        for step in self.steps:
+            if step.depends_on is None:
+                deps[step.name] = [previous] if previous is not None else []
+            else:
+                deps[step.name] = list(dict.fromkeys(step.depends_on))
+            previous = step.name
+        return deps
+
+    def step(self, name: str) -> StepSpec:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+def parse_spec(raw: Any) -> SagaSpec:
+    """Validate a raw ``spec`` mapping (as read from the API) into a SagaSpec."""
+    return SagaSpec.model_validate(raw or {})

@@ -1,0 +1,146 @@
+"""The observed state of a Saga, written only by the operator through the status subresource."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from kubesaga.models._base import JsonObject, WireModel
+
+
+class SagaPhase(StrEnum):
+    """Where the saga as a whole stands. Completed, Compensated and Failed are final."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    COMPENSATING = "Compensating"
+    COMPENSATED = "Compensated"
+    FAILED = "Failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SagaPhase.COMPLETED, SagaPhase.COMPENSATED, SagaPhase.FAILED)
+
+
+class StepPhase(StrEnum):
+    """Where one step stands."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    COMPENSATING = "Compensating"
+    COMPENSATED = "Compensated"
+    COMPENSATION_FAILED = "CompensationFailed"
+
+
+class ErrorInfo(WireModel):
+    """Why an attempt failed, as reported by the handler (or by the operator for timeouts)."""
+
+    message: str = Field(max_length=4096)
+    """Human-readable reason."""
+    type: str = Field(default="Error", max_length=256)
+    """Error class or code, e.g. PaymentDeclined, Timeout, OutputTooLarge."""
+    retryable: bool = False
+    """Whether the retry policy may try again."""
+
+
+class StatusModel(WireModel):
+    """Status is written by the operator: tolerate fields a newer operator may add."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class AttemptStatus(StatusModel):
+    """Bookkeeping of the current attempt, shared by a step and by its compensation."""
+
+    attempt: int = Field(default=0, ge=0)
+    """Attempts dispatched so far, counting from 1; 0 means never dispatched."""
+    dispatch_id: str | None = None
+    """Id of the command now in flight; a result must carry it to be applied."""
+    dispatched_at: datetime | None = None
+    """When the command in flight was recorded (handler latency is measured from here)."""
+    attempt_deadline: datetime | None = None
+    """When the attempt in flight times out (from timeoutSeconds)."""
+    next_attempt_at: datetime | None = None
+    """When the next attempt is due after a retryable failure (backoff)."""
+    started_at: datetime | None = None
+    """First dispatch."""
+    finished_at: datetime | None = None
+    """When the outcome was recorded."""
+    error: ErrorInfo | None = None
+    """Last error."""
+
+
+class CompensationStatus(AttemptStatus):
+    """Progress of a step's compensation."""
+
+
+class StepStatus(AttemptStatus):
+    """Progress and outcome of one step."""
+
+    name: str
+    """The step's name, as in spec.steps."""
+    phase: StepPhase = StepPhase.PENDING
+    """Pending, Running, Succeeded, Failed, Skipped, Compensating, Compensated, CompensationFailed."""
+    output: JsonObject | None = None
+    """What the action returned; kept through compensation."""
+    compensation: CompensationStatus | None = None
+    """Progress of the compensation, once it started."""
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition (kubectl wait --for=condition=Finished)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class SagaStatus(StatusModel):
+    """Observed state of the saga; the status subresource is the atomic store."""
+
+    phase: SagaPhase = SagaPhase.PENDING
+    """Pending, Running, Completed, Compensating, Compensated or Failed."""
+    steps: list[StepStatus] = Field(default_factory=list)
+    """One entry per spec step, in spec order."""
+    message: str = ""
+    """What happened last, for humans."""
+    reason: str | None = None
+    """Machine-readable cause of the current phase, e.g. StepFailed, CompensationRequested."""
+    progress: str = ""
+    """Succeeded steps over all steps, e.g. 2/3 (a printer column)."""
+    current_step: str | None = None
+    """Steps in flight, comma separated (a printer column)."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Finished (True once final) and Valid (False when the spec was rejected)."""
+    observed_generation: int | None = None
+    """The metadata.generation the operator last acted on."""
+    started_at: datetime | None = None
+    """When the operator accepted the saga."""
+    finished_at: datetime | None = None
+    """When the saga reached a final phase."""
+    deadline_at: datetime | None = None
+    """When the saga deadline passes (from spec.deadlineSeconds)."""
+    compensation_requested_at: datetime | None = None
+    """When compensation began, for whatever reason."""
+
+    def step(self, name: str) -> StepStatus:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+def parse_status(raw: object) -> SagaStatus | None:
+    """An existing status, or None for a saga the operator has not seen yet."""
+    if not raw:
+        return None
+    return SagaStatus.model_validate(raw)
