@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from kubesaga.models._base import JsonObject, WireModel
 from kubesaga.models.status import ErrorInfo
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 
 
 class CommandKind(StrEnum):

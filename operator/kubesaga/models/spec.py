@@ -56,6 +56,7 @@ class StepSpec(WireModel):
                 {
                     "rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
                     "message": "a step cannot depend on itself",
+                    "messageExpression": "'step \"' + self.name + '\" cannot depend on itself'",
                     "fieldPath": ".dependsOn",
                 },
             ]
@@ -70,7 +71,11 @@ class StepSpec(WireModel):
     """Registered action that undoes this step; none means nothing to undo."""
     input: JsonObject = Field(default_factory=dict)
     """Arguments handed to the action and to the compensation."""
-    depends_on: list[StepName] | None = Field(default=None, max_length=limits.MAX_STEPS)
+    depends_on: list[StepName] | None = Field(
+        default=None,
+        max_length=limits.MAX_STEPS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     """Steps that must succeed first. Absent: the previous step. Empty list: none."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """Retry policy for retryable errors of the action."""
@@ -93,22 +98,47 @@ class SagaSpec(WireModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!has(self.steps) || self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",
+                    "rule": (
+                        "!has(self.steps)"
+                        " || self.steps.all(s, self.steps.exists_one(t, t.name == s.name))"
+                    ),
                     "message": "step names must be unique",
+                    "messageExpression": (
+                        "'step names must be unique: \"'"
+                        " + self.steps.filter(s, !self.steps.exists_one(t, t.name == s.name))"
+                        "[0].name"
+                        " + '\" is used by more than one step'"
+                    ),
                     "fieldPath": ".steps",
                 },
                 {
-                    "rule": "!has(self.steps) || self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
+                    "rule": (
+                        "!has(self.steps) || self.steps.all(s, !has(s.dependsOn)"
+                        " || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))"
+                    ),
                     "message": "dependsOn must name a step of this saga",
+                    "messageExpression": (
+                        "self.steps.filter(s, has(s.dependsOn)"
+                        " && s.dependsOn.exists(d, !self.steps.exists(t, t.name == d)))"
+                        ".map(s, 'step \"' + s.name + '\" depends on \"'"
+                        " + s.dependsOn.filter(d, !self.steps.exists(t, t.name == d))[0]"
+                        " + '\", which is not a step of this saga')[0]"
+                    ),
                     "fieldPath": ".steps",
                 },
                 {
-                    "rule": "!has(oldSelf.steps) && !has(self.steps) || has(oldSelf.steps) && has(self.steps) && self.steps == oldSelf.steps",
+                    "rule": (
+                        "!has(oldSelf.steps) && !has(self.steps)"
+                        " || has(oldSelf.steps) && has(self.steps) && self.steps == oldSelf.steps"
+                    ),
                     "message": "spec.steps is immutable once the saga exists; create a new Saga",
                     "fieldPath": ".steps",
                 },
                 {
-                    "rule": "!has(oldSelf.compensate) || !oldSelf.compensate || (has(self.compensate) && self.compensate)",
+                    "rule": (
+                        "!has(oldSelf.compensate) || !oldSelf.compensate"
+                        " || (has(self.compensate) && self.compensate)"
+                    ),
                     "message": "spec.compensate cannot be unset once requested",
                     "fieldPath": ".compensate",
                 },
@@ -116,7 +146,11 @@ class SagaSpec(WireModel):
         }
     )
 
-    steps: list[StepSpec] = Field(default_factory=list, max_length=limits.MAX_STEPS)
+    steps: list[StepSpec] = Field(
+        default_factory=list,
+        max_length=limits.MAX_STEPS,
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
     """Steps in order; a step without dependsOn runs after the one before it."""
     context: JsonObject = Field(default_factory=dict)
     """Saga-wide data handed to every handler."""

@@ -42,9 +42,9 @@ class StepPhase(StrEnum):
 class ErrorInfo(WireModel):
     """Why an attempt failed, as reported by the handler (or by the operator for timeouts)."""
 
-    message: str = Field(max_length=4096)
-    """Human-readable reason."""
-    type: str = Field(default="Error", max_length=256)
+    message: str
+    """Human-readable reason (the engine keeps the first 1024 characters)."""
+    type: str = "Error"
     """Error class or code, e.g. PaymentDeclined, Timeout, OutputTooLarge."""
     retryable: bool = False
     """Whether the retry policy may try again."""
@@ -87,18 +87,22 @@ class StepStatus(AttemptStatus):
     name: str
     """The step's name, as in spec.steps."""
     phase: StepPhase = StepPhase.PENDING
-    """Pending, Running, Succeeded, Failed, Skipped, Compensating, Compensated, CompensationFailed."""
+    """Pending, Running, Succeeded, Failed, Skipped, Compensating, Compensated or
+    CompensationFailed."""
     output: JsonObject | None = None
     """What the action returned; kept through compensation."""
     compensation: CompensationStatus | None = None
     """Progress of the compensation, once it started."""
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 class Condition(StatusModel):
     """A Kubernetes-style condition (kubectl wait --for=condition=Finished)."""
 
     type: str
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: str
     message: str = ""
     last_transition_time: datetime
