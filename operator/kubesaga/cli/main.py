@@ -1,0 +1,65 @@
+"""The ``kubesaga`` command line.
+
+``app`` is the one typer application. Each command lives with the code it drives and is added here
+with one line, ``app.command()(fn)`` or ``app.add_typer(sub_app, name=...)``. Commands import their
+heavy dependencies (kopf, aio-pika, the Kubernetes client) inside the function body, so
+``kubesaga --help`` and ``kubesaga crd`` stay fast and work without a cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="kubesaga",
+    help="Kubernetes-native saga orchestrator: Saga resources driven by an operator over RabbitMQ.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def crd(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the CRD to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Print the Saga CustomResourceDefinition (YAML) generated from the models."""
+    from kubesaga.schema import render_crd
+
+    text = render_crd()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)
+
+
+def schemas(
+    output_dir: Annotated[
+        Path,
+        typer.Option("--output-dir", "-d", help="Folder for command/result.schema.json."),
+    ] = Path("docs/schemas"),
+) -> None:
+    """Write the JSON Schemas of the protocol's Command and Result messages."""
+    from kubesaga.schema import message_schema_files
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in message_schema_files().items():
+        path = output_dir / name
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}", err=True)
+
+
+app.command("crd")(crd)
+app.command("schemas")(schemas)
+
+
+def main() -> None:
+    """Console-script entry point (``kubesaga``)."""
+    app()
