@@ -1,0 +1,61 @@
+"""The Saga CRD, installed once per session on the platform's apiserver.
+
+Applying is idempotent (create, or replace when it exists), so sessions can share one apiserver.
+The CRD is left installed at the end: deleting it would delete the Sagas of any other session
+using the same platform, and the platform itself is torn down by whoever started it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_asyncio
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubesaga.schema import CRD_NAME, saga_crd
+
+ESTABLISH_TIMEOUT_S = 60
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", name="saga_crd")
+async def saga_crd_fixture(api_client: client.ApiClient) -> dict[str, Any]:
+    """The generated CRD, applied and Established; returns the CRD dict that was applied."""
+    crd = saga_crd()
+    api = client.ApiextensionsV1Api(api_client)
+    body: Any = crd  # the client takes a plain dict as well as a V1CustomResourceDefinition
+    try:
+        applied = await api.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        existing = await api.read_custom_resource_definition(CRD_NAME)
+        body = {
+            **crd,
+            "metadata": {**crd["metadata"], "resourceVersion": existing.metadata.resource_version},
+        }
+        applied = await api.replace_custom_resource_definition(CRD_NAME, body)
+    await _wait_established(api, generation=applied.metadata.generation)
+    return crd
+
+
+async def _wait_established(api: client.ApiextensionsV1Api, *, generation: int) -> None:
+    """Watch the CRD until the apiserver serves (at least) the generation that was written."""
+    stream = watch.Watch().stream(
+        api.list_custom_resource_definition,
+        field_selector=f"metadata.name={CRD_NAME}",
+        timeout_seconds=ESTABLISH_TIMEOUT_S,
+    )
+    async with stream:
+        async for event in stream:
+            crd = event["object"]
+            if crd.metadata.generation < generation:
+                continue
+            conditions = {c.type: c for c in (crd.status.conditions or [])}
+            established = conditions.get("Established")
+            if established is not None and established.status == "True":
+                return
+            names = conditions.get("NamesAccepted")
+            if names is not None and names.status == "False":
+                raise AssertionError(f"CRD names not accepted: {names.message}")
+    raise AssertionError(f"CRD {CRD_NAME} not Established within {ESTABLISH_TIMEOUT_S}s")
