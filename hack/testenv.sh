@@ -1,0 +1,589 @@
+#!/usr/bin/env bash
+# kubesaga local test platform: a real etcd + kube-apiserver (envtest-style, no kubelet) and a
+# real RabbitMQ node, all on 127.0.0.1, all started and stopped by this script (by PID).
+#
+#   eval "$(hack/testenv.sh up)"   start (or reuse) the platform; stdout carries only `export` lines
+#   hack/testenv.sh down           stop exactly the processes `up` started
+#   hack/testenv.sh status         say what runs (exit 0: all ready, 1: partly, 3: nothing)
+#   hack/testenv.sh build          build and cache kube-apiserver, etcd and helm (no start)
+#   hack/testenv.sh helm-path      print the path of the cached helm v3 binary (builds it if needed)
+#   hack/testenv.sh env            print the exports of a running platform (no start)
+#
+# Environment:
+#   KUBEBUILDER_ASSETS      folder holding kube-apiserver and etcd (envtest convention); else they are
+#                           built once from the Go module proxy and cached in KUBESAGA_BIN_DIR.
+#   KUBESAGA_USE_EXISTING=1 start nothing; `up` re-exports the caller's KUBECONFIG and KUBESAGA_AMQP_URL.
+#   KUBESAGA_TESTENV_DIR    state dir (default ~/.cache/kubesaga/testenv)
+#   KUBESAGA_BIN_DIR        binary cache (default ~/.cache/kubesaga/bin)
+#   KUBESAGA_TESTENV_{ETCD,APISERVER,AMQP,EPMD}_PORT   ports (defaults 32379, 36443, 35672, 34369)
+#   GO                      go binary (default: `go` on PATH, else /usr/local/go/bin/go)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODS="$ROOT/hack/testenv"
+STATE="${KUBESAGA_TESTENV_DIR:-$HOME/.cache/kubesaga/testenv}"
+BIN_DIR="${KUBESAGA_BIN_DIR:-$HOME/.cache/kubesaga/bin}"
+
+ETCD_PORT="${KUBESAGA_TESTENV_ETCD_PORT:-32379}"
+ETCD_PEER_PORT="$((ETCD_PORT + 1))"
+APISERVER_PORT="${KUBESAGA_TESTENV_APISERVER_PORT:-36443}"
+AMQP_PORT="${KUBESAGA_TESTENV_AMQP_PORT:-35672}"
+RABBIT_DIST_PORT="$((AMQP_PORT + 1))"
+EPMD_PORT="${KUBESAGA_TESTENV_EPMD_PORT:-34369}"
+
+AMQP_USER=kubesaga
+AMQP_PASS=kubesaga-test
+AMQP_VHOST=kubesaga
+RABBIT_NODENAME=kubesaga-testenv@localhost
+RABBIT_LIB=/usr/lib/rabbitmq/bin
+
+READY_TIMEOUT="${KUBESAGA_TESTENV_READY_TIMEOUT:-90}"
+
+CERTS="$STATE/certs"
+PIDS="$STATE/pids"
+LOGS="$STATE/logs"
+RS="$STATE/rabbitmq"
+KUBECONFIG_PATH="$STATE/kubeconfig"
+AMQP_URL="amqp://$AMQP_USER:$AMQP_PASS@127.0.0.1:$AMQP_PORT/$AMQP_VHOST"
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() {
+    printf 'testenv: error: %s\n' "$*" >&2
+    exit 1
+}
+now_ms() { date +%s%3N; }
+
+# ---------------------------------------------------------------- processes (PID + start time)
+
+# The start time (field 22 of /proc/PID/stat) guards against a recycled PID.
+proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+
+pid_write() { # name pid
+    mkdir -p "$PIDS"
+    printf '%s %s\n' "$2" "$(proc_start "$2")" >"$PIDS/$1.pid"
+}
+
+pid_of() { # name -> prints pid if the recorded process still runs
+    local f="$PIDS/$1.pid" pid start
+    [[ -f "$f" ]] || return 1
+    read -r pid start <"$f" || return 1
+    [[ -n "${pid:-}" && -n "${start:-}" ]] || return 1
+    [[ "$(proc_start "$pid")" == "$start" ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+alive() { pid_of "$1" >/dev/null; }
+
+stop_pid() { # name [grace-seconds]: TERM, wait, then KILL; only the recorded process
+    local name="$1" grace="${2:-15}" pid i
+    if pid="$(pid_of "$name")"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < grace * 10; i++)); do
+            alive "$name" || break
+            sleep 0.1
+        done
+        if alive "$name"; then
+            log "$name (pid $pid) ignored SIGTERM for ${grace}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do
+                alive "$name" || break
+                sleep 0.1
+            done
+        fi
+        log "stopped $name (pid $pid)"
+    fi
+    rm -f "$PIDS/$name.pid"
+}
+
+# start NAME LOGFILE CMD... : detached (own session), no stdio inherited, PID recorded.
+start_proc() {
+    local name="$1" logfile="$2"
+    shift 2
+    mkdir -p "$(dirname "$logfile")"
+    # Not a process-group leader here, so setsid(1) calls setsid() itself and $! is the program.
+    # fd 9 (the state-dir lock) is closed so the daemons do not hold the lock.
+    setsid "$@" </dev/null >"$logfile" 2>&1 9>&- &
+    pid_write "$name" "$!"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_port_free() { # port what
+    if port_busy "$1"; then
+        die "port $1 (for $2) on 127.0.0.1 is taken by a process this script did not start; stop it or pick another port (KUBESAGA_TESTENV_*_PORT)"
+    fi
+}
+
+# -------------------------------------------------------------------------------- binaries
+
+need_go() {
+    local g="${GO:-}"
+    if [[ -z "$g" ]]; then
+        g="$(command -v go || true)"
+        [[ -n "$g" ]] || { [[ -x /usr/local/go/bin/go ]] && g=/usr/local/go/bin/go; }
+    fi
+    if [[ -z "$g" || ! -x "$g" ]]; then
+        cat >&2 <<'EOF'
+testenv: error: no kube-apiserver/etcd/helm binaries are cached and Go is not installed.
+  Do one of:
+    - install Go >= 1.24 (https://go.dev/doc/install); this script then builds kube-apiserver, etcd and
+      helm once from the Go module proxy (~5 min, ~2 GB RAM) and caches them in ~/.cache/kubesaga/bin;
+    - or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd
+      (e.g. `KUBEBUILDER_ASSETS=$(setup-envtest use -p path)`);
+    - or use a cluster and broker you already have:
+      KUBESAGA_USE_EXISTING=1 KUBECONFIG=... KUBESAGA_AMQP_URL=amqp://user:pass@host:5672/vhost
+EOF
+        exit 1
+    fi
+    GO="$g"
+}
+
+mod_version() { # module-dir module-path -> version from the wrapper's go.mod
+    awk -v m="$2" '$1 == "require" { $1 = "" ; $0 = $0 }
+        $1 == m && $2 ~ /^v/ { print $2; exit }' "$1/go.mod"
+}
+
+KUBE_VERSION="$(mod_version "$MODS/kube-apiserver" k8s.io/kubernetes)"
+ETCD_VERSION="$(mod_version "$MODS/etcd" go.etcd.io/etcd/server/v3)"
+HELM_VERSION="$(mod_version "$MODS/helm" helm.sh/helm/v3)"
+[[ -n "$KUBE_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" ]] ||
+    die "cannot read the pinned versions from $MODS/*/go.mod"
+
+# build NAME MODDIR PKG VERSION LDFLAGS: go build in the wrapper module, with a heartbeat on stderr.
+build_bin() {
+    local name="$1" dir="$2" pkg="$3" version="$4" ldflags="$5"
+    local out="$BIN_DIR/$name-$version"
+    [[ -x "$out" ]] && return 0
+    need_go
+    mkdir -p "$BIN_DIR" "$STATE/logs"
+    local blog="$STATE/logs/build-$name-$version.log" tmp="$out.tmp.$$" start rc=0 pid
+    log "building $name $version with $("$GO" env GOVERSION) (one time; cached as $out; log: $blog)"
+    [[ "$name" == kube-apiserver ]] && log "  kube-apiserver takes ~3-5 min and ~2 GB of RAM on 2 cores"
+    start=$(date +%s)
+    (
+        cd "$dir"
+        exec env GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" build -v -p "${KUBESAGA_BUILD_JOBS:-2}" \
+            -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg"
+    ) >"$blog" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        for ((i = 0; i < 150; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "  still building $name $version: $(($(date +%s) - start))s, $(grep -cv '^go: ' "$blog" || true) packages compiled"
+        fi
+    done
+    wait "$pid" || rc=$?
+    if ((rc != 0)); then
+        rm -f "$tmp"
+        tail -n 30 "$blog" >&2 || true
+        die "building $name $version failed (exit $rc); full log: $blog"
+    fi
+    mv -f "$tmp" "$out"
+    log "built $name $version in $(($(date +%s) - start))s -> $out"
+}
+
+build_kube_apiserver() {
+    local v="$KUBE_VERSION" minor
+    minor="$(cut -d. -f2 <<<"$v")"
+    local pkgv=k8s.io/component-base/version
+    build_bin kube-apiserver "$MODS/kube-apiserver" . "$v" \
+        "-s -w -X $pkgv.gitVersion=$v -X $pkgv.gitMajor=1 -X $pkgv.gitMinor=$minor -X $pkgv.gitTreeState=clean -X $pkgv.buildDate=1970-01-01T00:00:00Z"
+}
+
+build_etcd() {
+    build_bin etcd "$MODS/etcd" . "$ETCD_VERSION" "-s -w"
+}
+
+build_helm() {
+    local v="$HELM_VERSION"
+    build_bin helm "$MODS/helm" helm.sh/helm/v3/cmd/helm "$v" \
+        "-s -w -X helm.sh/helm/v3/internal/version.version=$v -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+resolve_k8s_bins() {
+    if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+        APISERVER_BIN="$KUBEBUILDER_ASSETS/kube-apiserver"
+        ETCD_BIN="$KUBEBUILDER_ASSETS/etcd"
+        [[ -x "$APISERVER_BIN" && -x "$ETCD_BIN" ]] ||
+            die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS does not hold executable kube-apiserver and etcd"
+        return 0
+    fi
+    build_etcd
+    build_kube_apiserver
+    APISERVER_BIN="$BIN_DIR/kube-apiserver-$KUBE_VERSION"
+    ETCD_BIN="$BIN_DIR/etcd-$ETCD_VERSION"
+}
+
+ensure_tools() {
+    local missing=()
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v curl >/dev/null || missing+=(curl)
+    [[ -x "$RABBIT_LIB/rabbitmq-server" ]] || missing+=(rabbitmq-server)
+    ((${#missing[@]} == 0)) && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]} with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+        die "missing ${missing[*]}: install with \`sudo apt-get install -y ${missing[*]}\` (Debian/Ubuntu)"
+    fi
+    [[ -x "$RABBIT_LIB/rabbitmq-server" ]] || die "rabbitmq-server is installed but $RABBIT_LIB/rabbitmq-server is missing"
+}
+
+# ----------------------------------------------------------------------------------- certs
+
+ensure_certs() {
+    [[ -f "$CERTS/.complete" ]] && return 0
+    log "generating certificates in $CERTS"
+    rm -rf "$CERTS"
+    mkdir -p "$CERTS"
+    (
+        cd "$CERTS"
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.crt \
+            -subj "/CN=kubesaga-testenv-ca" -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+        cat >serving.ext <<'EOF'
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1
+EOF
+        openssl req -newkey rsa:2048 -nodes -sha256 -keyout apiserver.key -out apiserver.csr \
+            -subj "/CN=kube-apiserver" 2>/dev/null
+        openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -sha256 -extfile serving.ext -out apiserver.crt 2>/dev/null
+        cat >client.ext <<'EOF'
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+EOF
+        openssl req -newkey rsa:2048 -nodes -sha256 -keyout client.key -out client.csr \
+            -subj "/O=system:masters/CN=kubesaga-testenv-admin" 2>/dev/null
+        openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -sha256 -extfile client.ext -out client.crt 2>/dev/null
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+        openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+        rm -f ./*.csr ./*.ext ca.srl
+        touch .complete
+    )
+}
+
+write_kubeconfig() {
+    local tmp="$KUBECONFIG_PATH.tmp.$$"
+    (
+        umask 077
+        cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubesaga-testenv
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$CERTS/ca.crt")
+users:
+- name: kubesaga-testenv-admin
+  user:
+    client-certificate-data: $(base64 -w0 "$CERTS/client.crt")
+    client-key-data: $(base64 -w0 "$CERTS/client.key")
+contexts:
+- name: kubesaga-testenv
+  context:
+    cluster: kubesaga-testenv
+    user: kubesaga-testenv-admin
+    namespace: default
+current-context: kubesaga-testenv
+EOF
+    )
+    mv -f "$tmp" "$KUBECONFIG_PATH"
+}
+
+# ---------------------------------------------------------------------------- components
+
+etcd_ready() { curl -fsS --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; }
+
+apiserver_ready() {
+    [[ "$(curl -sS --max-time 2 --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" \
+        --key "$CERTS/client.key" "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null)" == ok ]]
+}
+
+# AMQP handshake: after the 8-byte protocol header the broker answers with a method frame (type 1,
+# Connection.Start). The listener opens only once the node has booted (vhost and user included).
+amqp_ready() {
+    local b
+    b="$(
+        exec 2>/dev/null
+        exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT" || exit 1
+        printf 'AMQP\x00\x00\x09\x01' >&3
+        timeout 2 head -c 1 <&3 | od -An -tu1 | tr -d ' \n'
+    )" || return 1
+    [[ "$b" == 1 ]]
+}
+
+epmd_ready() { port_busy "$EPMD_PORT"; }
+
+start_epmd() {
+    alive epmd && return 0
+    local epmd_bin
+    epmd_bin="$(command -v epmd || ls /usr/lib/erlang/erts-*/bin/epmd 2>/dev/null | head -n1)"
+    [[ -n "$epmd_bin" ]] || die "epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)"
+    ensure_port_free "$EPMD_PORT" epmd
+    log "starting epmd on 127.0.0.1:$EPMD_PORT"
+    start_proc epmd "$LOGS/epmd.log" "$epmd_bin" -address 127.0.0.1 -port "$EPMD_PORT"
+}
+
+# Environment for the RabbitMQ node and its CLI tools: everything under the state dir.
+rabbit_env() {
+    export HOME="$RS/home" # .erlang.cookie lives here, shared by the node and the CLI tools
+    export RABBITMQ_CONF_ENV_FILE="$RS/rabbitmq-env.conf"
+    export RABBITMQ_NODENAME="$RABBIT_NODENAME" RABBITMQ_USE_LONGNAME=false
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$AMQP_PORT"
+    export RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT"
+    export RABBITMQ_MNESIA_BASE="$RS/mnesia" RABBITMQ_LOG_BASE="$RS/log"
+    export RABBITMQ_CONFIG_FILE="$RS/rabbitmq.conf"
+    export RABBITMQ_ADVANCED_CONFIG_FILE="$RS/advanced.config"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$RS/enabled_plugins"
+    export RABBITMQ_PID_FILE="$RS/rabbit.pid"
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    export ERL_EPMD_PORT="$EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
+}
+
+start_rabbit() {
+    alive rabbitmq && return 0
+    stop_pid rabbitmq-wrapper 5
+    ensure_port_free "$AMQP_PORT" "RabbitMQ AMQP"
+    ensure_port_free "$RABBIT_DIST_PORT" "RabbitMQ distribution"
+    log "starting RabbitMQ node $RABBIT_NODENAME on 127.0.0.1:$AMQP_PORT (fresh data)"
+    rm -rf "$RS/mnesia" "$RS/log" "$RS/rabbit.pid"
+    mkdir -p "$RS/home" "$RS/mnesia" "$RS/log"
+    if [[ ! -s "$RS/home/.erlang.cookie" ]]; then
+        (umask 077 && od -An -N20 -tx1 /dev/urandom | tr -d ' \n' >"$RS/home/.erlang.cookie")
+        chmod 400 "$RS/home/.erlang.cookie"
+    fi
+    : >"$RS/rabbitmq-env.conf"
+    echo '[].' >"$RS/enabled_plugins"
+    cat >"$RS/rabbitmq.conf" <<EOF
+# Generated by hack/testenv.sh: a throwaway test broker on 127.0.0.1 only.
+default_vhost = $AMQP_VHOST
+default_user = $AMQP_USER
+default_pass = $AMQP_PASS
+default_user_tags.administrator = true
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+log.console = false
+log.file.level = info
+EOF
+    (
+        rabbit_env
+        cd "$RS"
+        start_proc rabbitmq-wrapper "$LOGS/rabbitmq-wrapper.log" "$RABBIT_LIB/rabbitmq-server"
+    )
+}
+
+record_rabbit_beam() {
+    local pid
+    alive rabbitmq && return 0
+    [[ -s "$RS/rabbit.pid" ]] || return 1
+    pid="$(tr -dc '0-9' <"$RS/rabbit.pid")"
+    [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
+    pid_write rabbitmq "$pid"
+}
+
+start_etcd() {
+    alive etcd && return 0
+    ensure_port_free "$ETCD_PORT" "etcd client"
+    ensure_port_free "$ETCD_PEER_PORT" "etcd peer"
+    if ! alive kube-apiserver; then rm -rf "$STATE/etcd"; fi
+    mkdir -p "$STATE/etcd"
+    log "starting etcd $("$ETCD_BIN" --version 2>/dev/null | head -n1 | awk '{print $3}') on 127.0.0.1:$ETCD_PORT"
+    start_proc etcd "$LOGS/etcd.log" "$ETCD_BIN" \
+        --name=kubesaga-testenv --data-dir="$STATE/etcd" \
+        --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+        --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster="kubesaga-testenv=http://127.0.0.1:$ETCD_PEER_PORT" \
+        --unsafe-no-fsync --log-level=warn
+}
+
+start_apiserver() {
+    alive kube-apiserver && return 0
+    ensure_port_free "$APISERVER_PORT" kube-apiserver
+    mkdir -p "$STATE/apiserver-certs"
+    log "starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT"
+    start_proc kube-apiserver "$LOGS/kube-apiserver.log" "$APISERVER_BIN" \
+        --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+        --cert-dir="$STATE/apiserver-certs" \
+        --tls-cert-file="$CERTS/apiserver.crt" --tls-private-key-file="$CERTS/apiserver.key" \
+        --client-ca-file="$CERTS/ca.crt" \
+        --secure-port="$APISERVER_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$CERTS/sa.pub" \
+        --service-account-signing-key-file="$CERTS/sa.key" \
+        --service-cluster-ip-range=10.0.0.0/24 \
+        --authorization-mode=RBAC --allow-privileged=true \
+        --disable-admission-plugins=ServiceAccount
+}
+
+# wait_ready NAME CHECK-FUNCTION PROCESS-NAME...: poll CHECK every 0.1 s until it passes; fail fast
+# (with the log's tail) if a process we started has died, fail after READY_TIMEOUT seconds.
+wait_ready() {
+    local what="$1" check="$2" p deadline
+    shift 2
+    deadline=$(($(date +%s) + READY_TIMEOUT))
+    until "$check"; do
+        for p in "$@"; do
+            if ! alive "$p"; then
+                tail -n 25 "$LOGS/$p.log" >&2 2>/dev/null || true
+                [[ "$p" == rabbitmq* ]] && tail -n 25 "$RS/log/$RABBIT_NODENAME.log" >&2 2>/dev/null
+                die "$p exited before $what became ready (logs: $LOGS)"
+            fi
+        done
+        (($(date +%s) < deadline)) || die "$what not ready after ${READY_TIMEOUT}s (logs: $LOGS)"
+        sleep 0.1
+    done
+}
+
+print_exports() {
+    printf 'export KUBECONFIG=%q\n' "$1"
+    printf 'export KUBESAGA_AMQP_URL=%q\n' "$2"
+}
+
+# --------------------------------------------------------------------------------- commands
+
+cmd_up() {
+    if [[ "${KUBESAGA_USE_EXISTING:-}" == 1 ]]; then
+        [[ -n "${KUBECONFIG:-}" ]] || die "KUBESAGA_USE_EXISTING=1 needs KUBECONFIG (a kubeconfig of your cluster)"
+        [[ -n "${KUBESAGA_AMQP_URL:-}" ]] || die "KUBESAGA_USE_EXISTING=1 needs KUBESAGA_AMQP_URL (amqp://user:pass@host:port/vhost)"
+        log "KUBESAGA_USE_EXISTING=1: starting nothing, using KUBECONFIG and KUBESAGA_AMQP_URL as given"
+        print_exports "$KUBECONFIG" "$KUBESAGA_AMQP_URL"
+        return 0
+    fi
+    local t0 epmd_was_alive=1
+    t0=$(now_ms)
+    mkdir -p "$STATE" "$PIDS" "$LOGS" "$RS"
+    exec 9>"$STATE/.lock"
+    flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
+    ensure_tools
+    resolve_k8s_bins
+    ensure_certs
+    write_kubeconfig
+
+    # The RabbitMQ node is registered with our epmd: if epmd is gone, restart the node too.
+    alive epmd || epmd_was_alive=0
+    if ((epmd_was_alive == 0)) && { alive rabbitmq || alive rabbitmq-wrapper; }; then
+        log "epmd is gone; restarting the RabbitMQ node"
+        stop_rabbit
+    fi
+    start_epmd
+    start_etcd
+    wait_ready epmd epmd_ready epmd
+    start_rabbit
+    start_apiserver
+    wait_ready etcd etcd_ready etcd
+    wait_ready kube-apiserver apiserver_ready kube-apiserver etcd
+    if alive rabbitmq; then
+        wait_ready RabbitMQ amqp_ready rabbitmq
+    else
+        wait_ready RabbitMQ amqp_ready rabbitmq-wrapper epmd
+        record_rabbit_beam || die "RabbitMQ is up but wrote no pid file at $RS/rabbit.pid"
+    fi
+    log "ready in $(($(now_ms) - t0)) ms: kube-apiserver https://127.0.0.1:$APISERVER_PORT, etcd 127.0.0.1:$ETCD_PORT, RabbitMQ 127.0.0.1:$AMQP_PORT (vhost $AMQP_VHOST)"
+    print_exports "$KUBECONFIG_PATH" "$AMQP_URL"
+}
+
+stop_rabbit() {
+    local pid
+    if pid="$(pid_of rabbitmq)" && epmd_ready; then
+        log "stopping RabbitMQ node $RABBIT_NODENAME (rabbitmqctl stop)"
+        (
+            rabbit_env
+            cd "$RS"
+            timeout 30 "$RABBIT_LIB/rabbitmqctl" -q stop "$RS/rabbit.pid"
+        ) >"$LOGS/rabbitmqctl-stop.log" 2>&1 || log "rabbitmqctl stop failed (see $LOGS/rabbitmqctl-stop.log); signalling pid $pid"
+    fi
+    stop_pid rabbitmq 20
+    stop_pid rabbitmq-wrapper 5
+}
+
+cmd_down() {
+    if [[ ! -d "$PIDS" ]]; then
+        log "nothing to stop (no $PIDS)"
+        return 0
+    fi
+    mkdir -p "$LOGS"
+    exec 9>"$STATE/.lock"
+    flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
+    stop_pid kube-apiserver 20
+    stop_pid etcd 10
+    stop_rabbit
+    stop_pid epmd 5
+    log "down"
+}
+
+cmd_status() {
+    local n=0 up=0 name pid state
+    for name in etcd kube-apiserver epmd rabbitmq; do
+        n=$((n + 1))
+        if pid="$(pid_of "$name")"; then
+            case "$name" in
+                etcd) etcd_ready && state=ready || state=starting ;;
+                kube-apiserver) apiserver_ready && state=ready || state=starting ;;
+                epmd) epmd_ready && state=ready || state=starting ;;
+                rabbitmq) amqp_ready && state=ready || state=starting ;;
+            esac
+            [[ "$state" == ready ]] && up=$((up + 1))
+            printf '%-15s pid %-8s %s\n' "$name" "$pid" "$state"
+        else
+            printf '%-15s %s\n' "$name" "not running"
+        fi
+    done
+    if ((up == n)); then
+        printf 'KUBECONFIG=%s\nKUBESAGA_AMQP_URL=%s\n' "$KUBECONFIG_PATH" "$AMQP_URL"
+        return 0
+    fi
+    for name in etcd kube-apiserver epmd rabbitmq rabbitmq-wrapper; do
+        alive "$name" && return 1
+    done
+    return 3
+}
+
+cmd_env() {
+    cmd_status >/dev/null || die "the platform is not (fully) running; start it with: eval \"\$(hack/testenv.sh up)\""
+    print_exports "$KUBECONFIG_PATH" "$AMQP_URL"
+}
+
+cmd_build() {
+    if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+        log "KUBEBUILDER_ASSETS is set: using kube-apiserver and etcd from $KUBEBUILDER_ASSETS"
+        resolve_k8s_bins
+    else
+        build_etcd
+        build_kube_apiserver
+    fi
+    build_helm
+    log "binaries: $BIN_DIR (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
+}
+
+cmd_helm_path() {
+    build_helm
+    printf '%s\n' "$BIN_DIR/helm-$HELM_VERSION"
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    build) cmd_build ;;
+    helm-path) cmd_helm_path ;;
+    *)
+        sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+esac
