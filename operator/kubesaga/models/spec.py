@@ -105,8 +105,8 @@ class SagaSpec(WireModel):
                     "message": "step names must be unique",
                     "messageExpression": (
                         "'step names must be unique: \"'"
-                        " + self.steps.filter(s, !self.steps.exists_one(t, t.name == s.name))"
-                        "[0].name"
+                        " + self.steps.map(s, s.name)"
+                        ".filter(n, !self.steps.exists_one(t, t.name == n))[0]"
                         " + '\" is used by more than one step'"
                     ),
                     "fieldPath": ".steps",
@@ -118,11 +118,12 @@ class SagaSpec(WireModel):
                     ),
                     "message": "dependsOn must name a step of this saga",
                     "messageExpression": (
-                        "self.steps.filter(s, has(s.dependsOn)"
-                        " && s.dependsOn.exists(d, !self.steps.exists(t, t.name == d)))"
-                        ".map(s, 'step \"' + s.name + '\" depends on \"'"
+                        "self.steps.map(s, has(s.dependsOn)"
+                        " && s.dependsOn.exists(d, !self.steps.exists(t, t.name == d))"
+                        " ? 'step \"' + s.name + '\" depends on \"'"
                         " + s.dependsOn.filter(d, !self.steps.exists(t, t.name == d))[0]"
-                        " + '\", which is not a step of this saga')[0]"
+                        " + '\", which is not a step of this saga' : '')"
+                        ".filter(m, m != '')[0]"
                     ),
                     "fieldPath": ".steps",
                 },
