@@ -55,8 +55,9 @@ now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------- processes (PID + start time)
 
-# The start time (field 22 of /proc/PID/stat) guards against a recycled PID.
-proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+# The start time (field 22 of /proc/PID/stat) guards against a recycled PID; a zombie (state Z,
+# exited but not yet reaped by init) counts as gone.
+proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '$1 != "Z" {print $20}'; }
 
 pid_write() { # name pid
     mkdir -p "$PIDS"
@@ -509,6 +510,8 @@ stop_rabbit() {
     fi
     stop_pid rabbitmq 20
     stop_pid rabbitmq-wrapper 5
+    [[ -n "${pid:-}" ]] && log "RabbitMQ node $RABBIT_NODENAME (pid $pid) is down"
+    return 0
 }
 
 cmd_down() {
@@ -519,9 +522,14 @@ cmd_down() {
     mkdir -p "$LOGS"
     exec 9>"$STATE/.lock"
     flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
+    # RabbitMQ stops alongside the apiserver and then etcd (the apiserver's graceful shutdown
+    # needs etcd); epmd goes last, after the node has left it. Each by its own PID.
+    local rabbit
+    stop_rabbit &
+    rabbit=$!
     stop_pid kube-apiserver 20
     stop_pid etcd 10
-    stop_rabbit
+    wait "$rabbit"
     stop_pid epmd 5
     log "down"
 }
