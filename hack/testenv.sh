@@ -6,6 +6,7 @@
 #   hack/testenv.sh down           stop exactly the processes `up` started
 #   hack/testenv.sh status         say what runs (exit 0: all ready, 1: partly, 3: nothing)
 #   hack/testenv.sh build          build and cache kube-apiserver, etcd and helm (no start)
+#   hack/testenv.sh prepare        only what `up` needs: kube-apiserver and etcd (no start)
 #   hack/testenv.sh helm-path      print the path of the cached helm v3 binary (builds it if needed)
 #   hack/testenv.sh env            print the exports of a running platform (no start)
 #
@@ -17,6 +18,8 @@
 #   KUBESAGA_BIN_DIR        binary cache (default ~/.cache/kubesaga/bin)
 #   KUBESAGA_TESTENV_{ETCD,APISERVER,AMQP,EPMD}_PORT   ports (defaults 32379, 36443, 35672, 34369)
 #   GO                      go binary (default: `go` on PATH, else /usr/local/go/bin/go)
+#   KUBESAGA_TESTENV_STARTED_FILE  `up` writes 1 there if it started any process (the caller then
+#                           owns the platform and should `down` it), 0 if it only reused.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -97,9 +100,12 @@ stop_pid() { # name [grace-seconds]: TERM, wait, then KILL; only the recorded pr
 }
 
 # start NAME LOGFILE CMD... : detached (own session), no stdio inherited, PID recorded.
+STARTED=() # what this invocation started (names), so a failed `up` can undo exactly that
+
 start_proc() {
     local name="$1" logfile="$2"
     shift 2
+    STARTED+=("$name")
     mkdir -p "$(dirname "$logfile")"
     # Not a process-group leader here, so setsid(1) calls setsid() itself and $! is the program.
     # fd 9 (the state-dir lock) is closed so the daemons do not hold the lock.
@@ -384,6 +390,7 @@ EOF
         cd "$RS"
         start_proc rabbitmq-wrapper "$LOGS/rabbitmq-wrapper.log" "$RABBIT_LIB/rabbitmq-server"
     )
+    STARTED+=(rabbitmq-wrapper)
 }
 
 record_rabbit_beam() {
@@ -392,6 +399,7 @@ record_rabbit_beam() {
     [[ -s "$RS/rabbit.pid" ]] || return 1
     pid="$(tr -dc '0-9' <"$RS/rabbit.pid")"
     [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "beam.*$RS" || return 1
     pid_write rabbitmq "$pid"
 }
 
@@ -455,6 +463,23 @@ print_exports() {
     printf 'export KUBESAGA_AMQP_URL=%q\n' "$2"
 }
 
+# On a failed `up`, stop what this invocation started (and nothing that was already running).
+undo_failed_up() {
+    local rc=$? name
+    ((rc != 0)) || return 0
+    ((${#STARTED[@]} > 0)) || return 0
+    log "up failed; stopping what it started: ${STARTED[*]}"
+    for name in kube-apiserver etcd rabbitmq-wrapper epmd; do
+        [[ " ${STARTED[*]} " == *" $name "* ]] || continue
+        case "$name" in
+            rabbitmq-wrapper) stop_rabbit ;;
+            kube-apiserver) if alive etcd; then stop_pid "$name" 20; else stop_pid "$name" 3; fi ;;
+            *) stop_pid "$name" 10 ;;
+        esac
+    done
+    return "$rc"
+}
+
 # --------------------------------------------------------------------------------- commands
 
 cmd_up() {
@@ -467,6 +492,7 @@ cmd_up() {
     fi
     local t0 epmd_was_alive=1
     t0=$(now_ms)
+    trap undo_failed_up EXIT
     mkdir -p "$STATE" "$PIDS" "$LOGS" "$RS"
     exec 9>"$STATE/.lock"
     flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
@@ -496,10 +522,17 @@ cmd_up() {
     fi
     log "ready in $(($(now_ms) - t0)) ms: kube-apiserver https://127.0.0.1:$APISERVER_PORT, etcd 127.0.0.1:$ETCD_PORT, RabbitMQ 127.0.0.1:$AMQP_PORT (vhost $AMQP_VHOST)"
     print_exports "$KUBECONFIG_PATH" "$AMQP_URL"
+    # 1 when this call started any process: whoever ran it owns the platform and should `down` it.
+    if [[ -n "${KUBESAGA_TESTENV_STARTED_FILE:-}" ]]; then
+        echo "$(((${#STARTED[@]} > 0) ? 1 : 0))" >"$KUBESAGA_TESTENV_STARTED_FILE"
+    fi
 }
 
 stop_rabbit() {
     local pid
+    # If `up` failed before it recorded the node's beam pid, take it from the node's pid file now
+    # (only while our wrapper runs, so the file belongs to this run).
+    if alive rabbitmq-wrapper; then record_rabbit_beam || true; fi
     if pid="$(pid_of rabbitmq)" && epmd_ready; then
         log "stopping RabbitMQ node $RABBIT_NODENAME (rabbitmqctl stop)"
         (
@@ -527,7 +560,8 @@ cmd_down() {
     local rabbit
     stop_rabbit &
     rabbit=$!
-    stop_pid kube-apiserver 20
+    # Without etcd the apiserver's graceful shutdown hangs; do not wait long for it then.
+    if alive etcd; then stop_pid kube-apiserver 20; else stop_pid kube-apiserver 3; fi
     stop_pid etcd 10
     wait "$rabbit"
     stop_pid epmd 5
@@ -578,6 +612,14 @@ cmd_build() {
     log "binaries: $BIN_DIR (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
 }
 
+# What `up` needs, without starting anything: kube-apiserver and etcd (KUBEBUILDER_ASSETS or cache,
+# built if missing). Quick and silent once cached; the pytest session calls it before any test runs
+# so that a first build is not charged to one test's timeout.
+cmd_prepare() {
+    [[ "${KUBESAGA_USE_EXISTING:-}" == 1 ]] && return 0
+    resolve_k8s_bins
+}
+
 cmd_helm_path() {
     build_helm
     printf '%s\n' "$BIN_DIR/helm-$HELM_VERSION"
@@ -589,9 +631,10 @@ case "${1:-}" in
     status) cmd_status ;;
     env) cmd_env ;;
     build) cmd_build ;;
+    prepare) cmd_prepare ;;
     helm-path) cmd_helm_path ;;
     *)
-        sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac

@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -70,6 +71,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build/cache the platform binaries before any test runs when an integration test is selected.
+
+    A first build takes minutes; done here it is not charged to the first integration test's
+    timeout (pytest-timeout counts fixture setup). A no-op once cached, or with
+    KUBESAGA_USE_EXISTING=1. A failure is left to the ``platform`` fixture to report.
+    """
+    if session.config.option.collectonly or os.environ.get("KUBESAGA_USE_EXISTING") == "1":
+        return
+    if not any(item.get_closest_marker("integration") for item in session.items):
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            _testenv("prepare", timeout=TESTENV_UP_TIMEOUT_S, capture=False)
+    else:
+        _testenv("prepare", timeout=TESTENV_UP_TIMEOUT_S, capture=False)
+
+
 # ----------------------------------------------------------------------------------- platform
 
 
@@ -84,10 +104,13 @@ def _parse_exports(text: str) -> dict[str, str]:
     return exports
 
 
-def _testenv(*args: str, timeout: float, capture: bool = True) -> subprocess.CompletedProcess[str]:
+def _testenv(
+    *args: str, timeout: float, capture: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     # stderr is inherited: progress shows up live with `-s`, or as captured output on failure.
     return subprocess.run(
         [str(TESTENV), *args],
+        env=env,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -128,12 +151,15 @@ def platform() -> Iterator[Platform]:
     """The running platform; started by ``hack/testenv.sh up`` unless one is already usable."""
     found = _existing_platform()
     if found is None:
-        already_running = _testenv_status()[0] == 0
-        proc = _testenv("up", timeout=TESTENV_UP_TIMEOUT_S)
+        # `up` reuses what runs; it says whether it started anything (then this session owns the
+        # platform and stops it at the end), and on failure it stops what it started itself.
+        with tempfile.TemporaryDirectory(prefix="kubesaga-testenv-") as tmp:
+            started_file = Path(tmp) / "started"
+            env = dict(os.environ, KUBESAGA_TESTENV_STARTED_FILE=str(started_file))
+            proc = _testenv("up", timeout=TESTENV_UP_TIMEOUT_S, env=env)
+            started = started_file.exists() and started_file.read_text().strip() == "1"
         exports = _parse_exports(proc.stdout)
         if proc.returncode != 0 or not {"KUBECONFIG", "KUBESAGA_AMQP_URL"} <= exports.keys():
-            if not already_running:
-                _testenv("down", timeout=TESTENV_DOWN_TIMEOUT_S, capture=False)
             pytest.fail(
                 f"`hack/testenv.sh up` failed (exit {proc.returncode}); its stderr is above. "
                 "To use a cluster and broker you already have, set KUBESAGA_USE_EXISTING=1, "
@@ -143,7 +169,7 @@ def platform() -> Iterator[Platform]:
         found = Platform(
             kubeconfig=exports["KUBECONFIG"],
             amqp_url=exports["KUBESAGA_AMQP_URL"],
-            started_here=not already_running,
+            started_here=started,
         )
 
     # Processes spawned by tests (operator, workers) find the platform the same way users do.
