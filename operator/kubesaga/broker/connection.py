@@ -1,0 +1,209 @@
+"""The broker adapter: one robust connection, a confirming publisher, and consumers.
+
+``aio_pika.connect_robust`` reconnects after a broker restart and restores channels, queues and
+consumers. Publishes that fail while the connection is down raise; callers leave the message
+they were handling unacked, so the broker redelivers it and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import PublishError
+
+from kubesaga.broker import publisher
+from kubesaga.broker.consumer import Outcome, Subscription
+from kubesaga.broker.topology import (
+    DEAD_LETTER_QUEUE,
+    RESULTS_QUEUE,
+    action_queue,
+    declare_exchange,
+    declare_queue,
+)
+from kubesaga.models import Command, Result
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DeadLetterHook = Callable[[str, str], None]
+"""``on_dead_letter(source_queue, reason)``: called after each dead letter, e.g. to count it."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str
+    quorum_queues: bool = False
+    ca_file: str | None = None
+    """CA bundle that verifies the broker's certificate, for ``amqps://`` URLs."""
+    prefetch: int = 64
+    """How many results the operator processes at once."""
+    requeue_delay: float = 1.0
+    """Seconds a message waits before a requeue, so a failing message cannot spin."""
+    results_queue: str = RESULTS_QUEUE
+    dead_letter_queue: str = DEAD_LETTER_QUEUE
+
+
+class Broker:
+    """Publishes commands and results with confirms and consumes them; see DESIGN.md section 4."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        connection: AbstractRobustConnection,
+        channel: AbstractRobustChannel,
+        exchange: AbstractExchange,
+        on_dead_letter: DeadLetterHook | None,
+    ) -> None:
+        self.settings = settings
+        self.connection = connection
+        self._channel = channel
+        self._exchange = exchange
+        self._on_dead_letter = on_dead_letter
+        self._declared: set[str] = set()
+        self._subscriptions: list[Subscription[Any]] = []
+
+    @classmethod
+    async def connect(
+        cls, settings: BrokerSettings, *, on_dead_letter: DeadLetterHook | None = None
+    ) -> Broker:
+        """Connect, open the confirming publisher channel and declare the shared topology."""
+        context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+        connection = await aio_pika.connect_robust(settings.url, ssl_context=context)
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await declare_exchange(channel)
+            broker = cls(settings, connection, channel, exchange, on_dead_letter)
+            await broker._declare(settings.dead_letter_queue, dead_lettered=False)
+            await broker._declare(settings.results_queue)
+        except BaseException:
+            await connection.close()
+            raise
+        return broker
+
+    async def close(self) -> None:
+        """Stop consuming, return unfinished messages to their queues, and disconnect."""
+        await self.stop_consuming()
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await subscription.close()
+        await self.connection.close()
+
+    async def stop_consuming(self) -> None:
+        """Cancel every consumer; messages already delivered keep being processed."""
+        for subscription in self._subscriptions:
+            await subscription.cancel()
+
+    async def drain(self) -> None:
+        """Wait until every delivered message is settled (bound it with ``asyncio.timeout``)."""
+        for subscription in self._subscriptions:
+            await subscription.drain()
+
+    # -------------------------------------------------------------------------------- topology
+
+    async def declare_action(self, action: str) -> None:
+        """Declare the action's queue (idempotent; once per process)."""
+        await self._declare(action_queue(action))
+
+    async def _declare(self, name: str, *, dead_lettered: bool = True) -> None:
+        if name in self._declared:
+            return
+        await declare_queue(
+            self._channel,
+            self._exchange,
+            name,
+            quorum=self.settings.quorum_queues,
+            dead_letter_queue=self.settings.dead_letter_queue if dead_lettered else None,
+        )
+        self._declared.add(name)
+
+    # ------------------------------------------------------------------------------ publishing
+
+    async def publish_command(self, command: Command) -> None:
+        """Publish to the action's queue (declared first) and wait for the confirm."""
+        queue = action_queue(command.action)
+        await self._declare(queue)
+        message = publisher.command_message(command)
+        try:
+            await publisher.publish(self._exchange, message, queue)
+        except PublishError:
+            # Returned unroutable: someone deleted the queue since we declared it.
+            self._declared.discard(queue)
+            await self._declare(queue)
+            await publisher.publish(self._exchange, publisher.command_message(command), queue)
+
+    async def publish_result(self, result: Result) -> None:
+        """Publish to the results queue and wait for the confirm."""
+        queue = self.settings.results_queue
+        await publisher.publish(self._exchange, publisher.result_message(result), queue)
+
+    async def dead_letter(
+        self,
+        body: bytes,
+        reason: str,
+        source_queue: str,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a message nobody can process, with the reason, on the dead-letter queue."""
+        message = publisher.dead_letter_message(body, reason, source_queue, headers)
+        await publisher.publish(self._exchange, message, self.settings.dead_letter_queue)
+        if self._on_dead_letter is not None:
+            try:
+                self._on_dead_letter(source_queue, reason)
+            except Exception:
+                log.exception("on_dead_letter hook failed")
+
+    # ------------------------------------------------------------------------------- consuming
+
+    async def consume_results(self, handler: Callable[[Result], Awaitable[Outcome]]) -> None:
+        """Consume the results queue (for the operator); returns once consuming started."""
+        await self._subscribe(
+            [self.settings.results_queue],
+            Result.model_validate_json,
+            handler,
+            self.settings.prefetch,
+        )
+
+    async def consume_commands(
+        self,
+        actions: Iterable[str],
+        handler: Callable[[Command], Awaitable[Outcome]],
+        prefetch: int,
+    ) -> None:
+        """Consume the actions' queues (for workers), declaring them; returns once consuming."""
+        queues = [action_queue(action) for action in actions]
+        await self._subscribe(queues, Command.model_validate_json, handler, prefetch)
+
+    async def _subscribe(
+        self,
+        queues: list[str],
+        parse: Callable[[bytes], T],
+        handler: Callable[[T], Awaitable[Outcome]],
+        prefetch: int,
+    ) -> None:
+        channel = await self.connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        subscription = Subscription(
+            channel,
+            parse=parse,
+            handler=handler,
+            dead_letter=self.dead_letter,
+            requeue_delay=self.settings.requeue_delay,
+        )
+        self._subscriptions.append(subscription)
+        exchange = await declare_exchange(channel)
+        for name in queues:
+            queue = await declare_queue(
+                channel,
+                exchange,
+                name,
+                quorum=self.settings.quorum_queues,
+                dead_letter_queue=self.settings.dead_letter_queue,
+            )
+            await subscription.consume(queue)

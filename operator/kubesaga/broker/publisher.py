@@ -1,0 +1,88 @@
+"""Building AMQP messages from protocol models, and publishing them with confirms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aio_pika import DeliveryMode, Message
+from aio_pika.abc import AbstractExchange
+
+from kubesaga.broker.topology import (
+    COMMAND_TYPE,
+    HEADER_REASON,
+    HEADER_SAGA,
+    HEADER_SOURCE_QUEUE,
+    RESULT_TYPE,
+)
+from kubesaga.models import Command, Result, WireModel
+
+CONTENT_TYPE = "application/json"
+APP_ID = "kubesaga"
+_MAX_SHORTSTR_BYTES = 255
+_MAX_REASON_CHARS = 4096
+
+
+def encode(model: WireModel) -> bytes:
+    """The model's wire form as compact UTF-8 JSON."""
+    return json.dumps(model.to_wire(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def command_message(command: Command) -> Message:
+    return _message(
+        encode(command),
+        message_id=command.dispatch_id,
+        type=COMMAND_TYPE,
+        saga=f"{command.saga.namespace}/{command.saga.name}",
+    )
+
+
+def result_message(result: Result) -> Message:
+    return _message(
+        encode(result),
+        message_id=result.dispatch_id,
+        type=RESULT_TYPE,
+        saga=f"{result.saga.namespace}/{result.saga.name}",
+    )
+
+
+def dead_letter_message(
+    body: bytes, reason: str, source_queue: str, headers: Mapping[str, Any] | None
+) -> Message:
+    """The original body, with why and where from in the headers."""
+    return Message(
+        body,
+        headers={
+            **(headers or {}),
+            HEADER_REASON: reason[:_MAX_REASON_CHARS],
+            HEADER_SOURCE_QUEUE: source_queue,
+        },
+        delivery_mode=DeliveryMode.PERSISTENT,
+        app_id=APP_ID,
+    )
+
+
+def _message(body: bytes, *, message_id: str, type: str, saga: str) -> Message:
+    # message_id is an AMQP short string; a longer dispatch id (the model allows 512) stays in
+    # the body only.
+    fits = len(message_id.encode()) <= _MAX_SHORTSTR_BYTES
+    return Message(
+        body,
+        content_type=CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message_id if fits else None,
+        type=type,
+        app_id=APP_ID,
+        headers={HEADER_SAGA: saga},
+    )
+
+
+async def publish(exchange: AbstractExchange, message: Message, routing_key: str) -> None:
+    """Publish and wait for the broker's confirm.
+
+    Raises ``aio_pika.exceptions.DeliveryError`` on a nack and ``PublishError`` when no queue took
+    the message (the channel is opened with ``on_return_raises``).
+    """
+    await exchange.publish(message, routing_key, mandatory=True)
