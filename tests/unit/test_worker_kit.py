@@ -1,0 +1,204 @@
+"""The worker SDK without a broker: registration, and the Result a handler turns into."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubesaga.errors import PermanentError, RetryableError
+from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus
+from kubesaga.worker import StepContext, Worker
+from kubesaga.worker.testing import make_command, make_context, run_handler
+
+
+def make_worker() -> Worker:
+    worker = Worker("orders")
+
+    @worker.step("orders.create")
+    async def create(ctx: StepContext) -> dict[str, Any]:
+        return {"order_id": f"o-{ctx.input['sku']}", "customer": ctx.context["customer"]}
+
+    @worker.step("orders.price")
+    def price(ctx: StepContext) -> dict[str, Any]:
+        total = ctx.outputs["create"]["qty"] * 2.5
+        return {"total": total, "thread": threading.current_thread().name}
+
+    @worker.compensation("orders.delete")
+    async def delete(ctx: StepContext) -> None:
+        assert ctx.output == {"order_id": "o-1"}
+
+    @worker.step("orders.busy")
+    async def busy(ctx: StepContext) -> dict[str, Any]:
+        raise RetryableError("inventory locked", type="InventoryLocked")
+
+    @worker.step("orders.declined")
+    async def declined(ctx: StepContext) -> dict[str, Any]:
+        raise PermanentError("card declined", type="PaymentDeclined")
+
+    @worker.step("orders.bug")
+    async def bug(ctx: StepContext) -> dict[str, Any]:
+        return {"x": ctx.input["missing"]}
+
+    @worker.step("orders.listy")
+    async def listy(ctx: StepContext) -> list[int]:
+        return [1, 2]
+
+    @worker.step("orders.opaque")
+    async def opaque(ctx: StepContext) -> dict[str, Any]:
+        return {"when": object()}
+
+    @worker.step("orders.nothing")
+    def nothing(ctx: StepContext) -> None:
+        return None
+
+    @worker.step("orders.slow")
+    async def slow(ctx: StepContext) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    return worker
+
+
+WORKER = make_worker()
+
+
+async def test_async_step_output_becomes_the_succeeded_result() -> None:
+    result = await run_handler(
+        WORKER, "orders.create", input={"sku": "A-1"}, context={"customer": "c-9"}, attempt=2
+    )
+    assert result.status is ResultStatus.SUCCEEDED
+    assert result.output == {"order_id": "o-A-1", "customer": "c-9"}
+    assert (result.attempt, result.kind, result.worker, result.error) == (
+        2,
+        CommandKind.EXECUTE,
+        "orders",
+        None,
+    )
+
+
+async def test_sync_step_runs_in_a_thread_and_sees_earlier_outputs() -> None:
+    result = await run_handler(WORKER, "orders.price", outputs={"create": {"qty": 4}})
+    assert result.output is not None
+    assert result.output["total"] == 10.0
+    assert result.output["thread"] != threading.main_thread().name
+
+
+async def test_step_returning_none_has_an_empty_output() -> None:
+    result = await run_handler(WORKER, "orders.nothing")
+    assert (result.status, result.output) == (ResultStatus.SUCCEEDED, {})
+
+
+async def test_compensation_sees_the_step_output_and_runs_as_compensate() -> None:
+    result = await run_handler(WORKER, "orders.delete", output={"order_id": "o-1"})
+    assert (result.status, result.kind, result.output) == (
+        ResultStatus.SUCCEEDED,
+        CommandKind.COMPENSATE,
+        None,
+    )
+
+
+async def test_retryable_error_gives_a_retryable_failure() -> None:
+    result = await run_handler(WORKER, "orders.busy")
+    assert result.status is ResultStatus.FAILED
+    assert result.error == ErrorInfo(
+        message="inventory locked", type="InventoryLocked", retryable=True
+    )
+
+
+async def test_permanent_error_gives_a_permanent_failure() -> None:
+    result = await run_handler(WORKER, "orders.declined")
+    assert result.error == ErrorInfo(message="card declined", type="PaymentDeclined")
+
+
+async def test_any_other_exception_is_a_permanent_failure_named_after_its_class() -> None:
+    result = await run_handler(WORKER, "orders.bug", input={})
+    assert result.status is ResultStatus.FAILED
+    assert result.error == ErrorInfo(message="'missing'", type="KeyError", retryable=False)
+
+
+async def test_non_dict_output_is_a_permanent_failure() -> None:
+    result = await run_handler(WORKER, "orders.listy")
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("InvalidOutput", False)
+    assert "must return a dict" in result.error.message and "list" in result.error.message
+
+
+async def test_output_that_is_not_json_is_a_permanent_failure() -> None:
+    result = await run_handler(WORKER, "orders.opaque")
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("InvalidOutput", False)
+    assert "not JSON-serialisable" in result.error.message
+
+
+async def test_handler_past_its_deadline_is_cancelled_with_a_retryable_timeout() -> None:
+    deadline = datetime.now(UTC) + timedelta(milliseconds=50)
+    result = await run_handler(WORKER, "orders.slow", deadline=deadline)
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("Timeout", True)
+
+
+async def test_command_whose_deadline_already_passed_times_out_without_running() -> None:
+    ran: list[StepContext] = []
+    worker = Worker("w")
+    worker.step("a")(ran.append)
+    result = await run_handler(worker, "a", deadline=datetime.now(UTC) - timedelta(seconds=1))
+    assert result.error is not None and result.error.type == "Timeout"
+    assert ran == []
+
+
+async def test_result_copies_the_commands_identity() -> None:
+    command = make_command("orders.create", input={"sku": "B"}, context={"customer": "c"})
+    result = await WORKER.execute(command)
+    assert isinstance(result, Result)
+    assert (result.dispatch_id, result.saga, result.step) == (
+        command.dispatch_id,
+        command.saga,
+        command.step,
+    )
+
+
+async def test_run_handler_of_an_unregistered_action_says_what_is_registered() -> None:
+    with pytest.raises(LookupError, match=r"no handler for action 'orders\.nope'.*orders\.create"):
+        await run_handler(WORKER, "orders.nope")
+
+
+def test_make_context_builds_what_a_handler_sees() -> None:
+    ctx = make_context("orders.create", input={"sku": "A"}, attempt=3, saga_name="s1")
+    assert (ctx.input, ctx.attempt, ctx.saga_name, ctx.action, ctx.kind) == (
+        {"sku": "A"},
+        3,
+        "s1",
+        "orders.create",
+        CommandKind.EXECUTE,
+    )
+
+
+def test_registering_an_action_twice_is_an_error() -> None:
+    worker = Worker("w")
+    worker.step("orders.create")(lambda ctx: None)
+    with pytest.raises(ValueError, match=r"'orders\.create' is already registered on worker 'w'"):
+        worker.compensation("orders.create")(lambda ctx: None)
+
+
+def test_invalid_action_name_is_refused_at_registration() -> None:
+    with pytest.raises(ValueError, match="invalid action name"):
+        Worker("w").step("orders create")
+
+
+def test_registration_is_per_worker_and_listed_in_order() -> None:
+    first, second = Worker("a"), Worker("b")
+    first.step("x.one")(lambda ctx: None)
+    first.compensation("x.two")(lambda ctx: None)
+    assert first.actions == ["x.one", "x.two"]
+    assert second.actions == []
+
+
+def test_decorators_return_the_handler_unchanged() -> None:
+    async def handler(ctx: StepContext) -> None:
+        return None
+
+    assert Worker("w").step("x")(handler) is handler
