@@ -336,7 +336,7 @@ epmd_ready() { port_busy "$EPMD_PORT"; }
 start_epmd() {
     alive epmd && return 0
     local epmd_bin
-    epmd_bin="$(command -v epmd || ls /usr/lib/erlang/erts-*/bin/epmd 2>/dev/null | head -n1)"
+    epmd_bin="$(command -v epmd || find /usr/lib/erlang -path '*/erts-*/bin/epmd' -print -quit)"
     [[ -n "$epmd_bin" ]] || die "epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)"
     ensure_port_free "$EPMD_PORT" epmd
     log "starting epmd on 127.0.0.1:$EPMD_PORT"
