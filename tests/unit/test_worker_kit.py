@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from kubesaga.cli.worker_cmd import worker as worker_command
 from kubesaga.errors import PermanentError, RetryableError
 from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus
 from kubesaga.worker import StepContext, Worker
+from kubesaga.worker.loader import WorkerLoadError, load_worker
 from kubesaga.worker.testing import make_command, make_context, run_handler
 
 
@@ -202,3 +207,35 @@ def test_decorators_return_the_handler_unchanged() -> None:
         return None
 
     assert Worker("w").step("x")(handler) is handler
+
+
+# ------------------------------------------------------------------ loading a worker by name
+
+NOT_A_WORKER = object()
+
+
+def test_load_worker_finds_the_worker_object() -> None:
+    assert load_worker("tests.unit.test_worker_kit:WORKER") is WORKER
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.unit.test_worker_kit", "expected 'package.module:attribute'"),
+        ("tests.unit.no_such_module:worker", "cannot import module 'tests.unit.no_such_module'"),
+        ("tests.unit.test_worker_kit:nope", "has no attribute 'nope'"),
+        ("tests.unit.test_worker_kit:NOT_A_WORKER", "is a object, not a kubesaga Worker"),
+    ],
+    ids=["no-colon", "no-module", "no-attribute", "not-a-worker"],
+)
+def test_load_worker_explains_a_bad_target(target: str, message: str) -> None:
+    with pytest.raises(WorkerLoadError, match=re.escape(message)):
+        load_worker(target)
+
+
+def test_worker_command_exits_2_with_the_reason_for_a_bad_target() -> None:
+    app = typer.Typer()
+    app.command()(worker_command)
+    outcome = CliRunner().invoke(app, ["tests.unit.test_worker_kit:NOT_A_WORKER"])
+    assert outcome.exit_code == 2
+    assert "not a kubesaga Worker" in outcome.output

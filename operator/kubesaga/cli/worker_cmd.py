@@ -1,0 +1,74 @@
+"""``kubesaga worker package.module:attr``: serve a Worker's handlers until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+
+def worker(
+    target: Annotated[
+        str, typer.Argument(help="The Worker object to run, as package.module:attribute.")
+    ],
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "--prefetch",
+            min=1,
+            help="Commands handled at once (also the AMQP prefetch).",
+        ),
+    ] = 16,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds running handlers get to finish after SIGTERM before requeueing."
+        ),
+    ] = 30.0,
+    app_dir: Annotated[
+        str, typer.Option(help="Folder put first on sys.path before importing the target.")
+    ] = ".",
+) -> None:
+    """Run a worker until SIGTERM/SIGINT.
+
+    The broker comes from KUBESAGA_AMQP_URL, KUBESAGA_AMQP_CA_FILE and KUBESAGA_QUORUM_QUEUES.
+    """
+    from kubesaga.worker.loader import WorkerLoadError, load_worker
+
+    if app_dir and app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    try:
+        loaded = load_worker(target)
+    except WorkerLoadError as error:
+        typer.echo(f"kubesaga worker: {error}", err=True)
+        raise typer.Exit(2) from error
+    if not loaded.actions:
+        typer.echo(f"kubesaga worker: {target} has no handlers registered", err=True)
+        raise typer.Exit(2)
+
+    from kubesaga.broker import BrokerSettings
+    from kubesaga.cli.logs import setup_logging
+    from kubesaga.settings import Settings
+
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+    broker_settings = BrokerSettings(
+        url=settings.amqp_url,
+        quorum_queues=settings.quorum_queues,
+        ca_file=settings.amqp_ca_file,
+        results_queue=settings.results_queue,
+        dead_letter_queue=settings.dead_letter_queue,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await loaded.run(broker_settings, concurrency=concurrency, stop=stop, grace=grace)
+
+    asyncio.run(main())
