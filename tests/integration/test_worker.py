@@ -13,8 +13,10 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -444,6 +446,106 @@ async def test_command_of_a_worker_stopped_hard_is_finished_by_another_worker(
         ResultStatus.SUCCEEDED,
         "orders",
     )
+
+
+class TcpProxy:
+    """Forwards TCP connections to the broker; ``drop()`` cuts them all, like a network fault."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def drop(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.drop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._writers |= {writer, up_writer}
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except ConnectionError:
+            pass
+        finally:
+            sink.transport.abort()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def proxied_settings(
+    settings: BrokerSettings,
+) -> AsyncIterator[tuple[BrokerSettings, TcpProxy]]:
+    """``settings`` with the broker reached through a ``TcpProxy`` and quick reconnects."""
+    url = urlsplit(settings.url)
+    assert url.hostname is not None and url.port is not None
+    proxy = TcpProxy(url.hostname, url.port)
+    port = await proxy.start()
+    netloc = url.netloc.rsplit(":", 1)[0] + f":{port}"
+    proxied = urlunsplit(url._replace(netloc=netloc, query="reconnect_interval=0.1"))
+    try:
+        yield replace(settings, url=proxied), proxy
+    finally:
+        await proxy.close()
+
+
+@pytest.mark.usefixtures("action_queues")
+async def test_worker_survives_a_dropped_connection_and_runs_the_handler_once(
+    operator_broker: Broker,
+    results: Results,
+    channel: AbstractChannel,
+    proxied_settings: tuple[BrokerSettings, TcpProxy],
+    running: list[Running],
+    action: str,
+) -> None:
+    worker_settings, proxy = proxied_settings
+    calls: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
+    worker = Worker("resilient")
+
+    @worker.step(action)
+    async def create(ctx: StepContext) -> dict[str, Any]:
+        calls.append(ctx.dispatch_id)
+        started.set()
+        await release.wait()
+        return {"ok": True}
+
+    command = make_command(action)
+    await operator_broker.publish_command(command)
+    run = start(running, worker, worker_settings)
+    async with asyncio.timeout(WAIT_S):
+        await started.wait()
+
+    proxy.drop()  # the result's publish is cut (and retried); the ack can no longer arrive
+    release.set()
+
+    first, second = await results.next(), await results.next()
+    await run.shutdown()
+    assert first == second and first.dispatch_id == command.dispatch_id
+    assert calls == [command.dispatch_id]
+    assert await ready_count(channel, action_queue(action)) == 0
 
 
 # -------------------------------------------------------------------------- `kubesaga worker`

@@ -7,6 +7,7 @@ they were handling unacked, so the broker redelivers it and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aio_pika
+from aio_pika import Message
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import AMQPConnectionError, ChannelInvalidStateError, PublishError
 
 from kubesaga.broker import publisher
 from kubesaga.broker.consumer import Outcome, Subscription
@@ -46,6 +48,8 @@ class BrokerSettings:
     """How many results the operator processes at once."""
     requeue_delay: float = 1.0
     """Seconds a message waits before a requeue, so a failing message cannot spin."""
+    publish_timeout: float = 30.0
+    """How long a publish may wait for a reconnect (and retry) before it raises TimeoutError."""
     results_queue: str = RESULTS_QUEUE
     dead_letter_queue: str = DEAD_LETTER_QUEUE
 
@@ -68,6 +72,7 @@ class Broker:
         self._on_dead_letter = on_dead_letter
         self._declared: set[str] = set()
         self._subscriptions: list[Subscription[Any]] = []
+        self._closing = False
 
     @classmethod
     async def connect(
@@ -89,6 +94,7 @@ class Broker:
 
     async def close(self) -> None:
         """Stop consuming, return unfinished messages to their queues, and disconnect."""
+        self._closing = True
         await self.stop_consuming()
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
@@ -129,19 +135,18 @@ class Broker:
         """Publish to the action's queue (declared first) and wait for the confirm."""
         queue = action_queue(command.action)
         await self._declare(queue)
-        message = publisher.command_message(command)
         try:
-            await publisher.publish(self._exchange, message, queue)
+            await self._publish(lambda: publisher.command_message(command), queue)
         except PublishError:
             # Returned unroutable: someone deleted the queue since we declared it.
             self._declared.discard(queue)
             await self._declare(queue)
-            await publisher.publish(self._exchange, publisher.command_message(command), queue)
+            await self._publish(lambda: publisher.command_message(command), queue)
 
     async def publish_result(self, result: Result) -> None:
         """Publish to the results queue and wait for the confirm."""
         queue = self.settings.results_queue
-        await publisher.publish(self._exchange, publisher.result_message(result), queue)
+        await self._publish(lambda: publisher.result_message(result), queue)
 
     async def dead_letter(
         self,
@@ -151,13 +156,35 @@ class Broker:
         headers: Mapping[str, Any] | None = None,
     ) -> None:
         """Keep a message nobody can process, with the reason, on the dead-letter queue."""
-        message = publisher.dead_letter_message(body, reason, source_queue, headers)
-        await publisher.publish(self._exchange, message, self.settings.dead_letter_queue)
+        queue = self.settings.dead_letter_queue
+        await self._publish(
+            lambda: publisher.dead_letter_message(body, reason, source_queue, headers), queue
+        )
         if self._on_dead_letter is not None:
             try:
                 self._on_dead_letter(source_queue, reason)
             except Exception:
                 log.exception("on_dead_letter hook failed")
+
+    async def _publish(self, message: Callable[[], Message], routing_key: str) -> None:
+        """Publish with confirm; across a reconnect, wait for the channel and publish again.
+
+        A publish cut by a lost connection may or may not have reached the broker, so the retry
+        can duplicate it; the protocol makes duplicates harmless (the dispatch id identifies them).
+        """
+        attempt = 0
+        async with asyncio.timeout(self.settings.publish_timeout):
+            while True:
+                await self._channel.ready()
+                try:
+                    await publisher.publish(self._exchange, message(), routing_key)
+                    return
+                except (AMQPConnectionError, ChannelInvalidStateError) as exc:
+                    if self._closing:
+                        raise
+                    attempt += 1
+                    log.warning("publish to %s interrupted (%r); retrying", routing_key, exc)
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))  # let the reconnect start
 
     # ------------------------------------------------------------------------------- consuming
 

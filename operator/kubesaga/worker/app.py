@@ -107,8 +107,8 @@ class Worker:
             raise RuntimeError(f"worker {self.name!r} has no handlers registered")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"kubesaga-{self.name}")
         broker = await Broker.connect(settings)
+        executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"kubesaga-{self.name}")
         try:
             runner = CommandRunner(
                 dict(self._registrations), broker, worker=self.name, executor=executor
