@@ -63,3 +63,19 @@ app.command("schemas")(schemas)
 def main() -> None:
     """Console-script entry point (``kubesaga``)."""
     app()
+
+
+def _register() -> None:
+    """Commands defined next to the code they drive."""
+    from kubesaga.cli.operator_cmd import operator
+    from kubesaga.cli.sagas_cmd import compensate, get, start
+    from kubesaga.cli.worker_cmd import worker
+
+    app.command("operator")(operator)
+    app.command("start")(start)
+    app.command("get")(get)
+    app.command("compensate")(compensate)
+    app.command("worker")(worker)
+
+
+_register()

@@ -1,0 +1,44 @@
+"""``kubesaga operator``: run the operator until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+
+def operator(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to watch (repeatable); default all."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics and /healthz (0 disables).")
+    ] = None,
+) -> None:
+    """Run the operator (configuration from KUBESAGA_* variables and KUBECONFIG)."""
+    from kubesaga.cli.logs import setup_logging
+    from kubesaga.operator import run_operator
+    from kubesaga.settings import Settings
+
+    settings = Settings()
+    if namespace:
+        settings.namespaces = list(namespace)
+    if metrics_port is not None:
+        settings.metrics_port = metrics_port
+    setup_logging(settings.log_level, settings.log_format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_operator(settings, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as error:  # configuration problems: one clear line, no traceback
+        typer.echo(f"kubesaga operator: {error}", err=True)
+        raise typer.Exit(2) from error

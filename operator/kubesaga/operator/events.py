@@ -1,0 +1,81 @@
+"""Kubernetes Events on Sagas, posted in the background so they never slow a transition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from kubernetes_asyncio import client
+
+from kubesaga.engine import Transition
+from kubesaga.models import API_GROUP, API_VERSION, KIND
+from kubesaga.store import SagaObject
+
+log = logging.getLogger("kubesaga.operator.events")
+
+PHASE_REASONS = {"Started", "Compensating", "Completed", "Compensated", "Failed", "InvalidSpec"}
+
+
+class EventPoster:
+    """Queues Events and posts them from one task; drops them when the queue is full."""
+
+    def __init__(self, api: client.ApiClient, mode: str, component: str = "kubesaga") -> None:
+        self.core = client.CoreV1Api(api)
+        self.mode = mode
+        self.component = component
+        self.queue: asyncio.Queue[tuple[SagaObject, Transition]] = asyncio.Queue(maxsize=10_000)
+        self.task: asyncio.Task[None] | None = None
+
+    def wanted(self, transition: Transition) -> bool:
+        if self.mode == "none":
+            return False
+        if self.mode == "phases":
+            return transition.warning or transition.reason in PHASE_REASONS
+        return True
+
+    def post(self, saga: SagaObject, transitions: tuple[Transition, ...]) -> None:
+        for transition in transitions:
+            if self.wanted(transition):
+                try:
+                    self.queue.put_nowait((saga, transition))
+                except asyncio.QueueFull:
+                    log.warning("event queue full; dropping event %s", transition.reason)
+        if self.task is None and not self.queue.empty():
+            self.task = asyncio.create_task(self._run(), name="kubesaga-events")
+
+    async def _run(self) -> None:
+        while True:
+            saga, transition = await self.queue.get()
+            try:
+                await self._send(saga, transition)
+            except Exception as error:  # an Event is best effort: never fail a saga for it
+                log.debug("posting event failed: %s", error)
+
+    async def _send(self, saga: SagaObject, transition: Transition) -> None:
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{saga.name}.", namespace=saga.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{API_GROUP}/{API_VERSION}",
+                kind=KIND,
+                name=saga.name,
+                namespace=saga.namespace,
+                uid=saga.uid,
+                field_path=f"spec.steps{{{transition.step}}}" if transition.step else None,
+            ),
+            reason=transition.reason,
+            message=transition.message[:1024],
+            type="Warning" if transition.warning else "Normal",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=self.component),
+            reporting_component=self.component,
+        )
+        await self.core.create_namespaced_event(saga.namespace, body)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)

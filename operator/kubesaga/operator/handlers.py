@@ -1,0 +1,42 @@
+"""kopf wiring: watch Sagas and hand every event to the orchestrator. Nothing else.
+
+``kopf.on.event`` is used instead of create/update handlers on purpose: those persist kopf's own
+progress on the object (extra writes per change), while our state already lives in status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.store import SagaObject
+
+
+def build_registry(orchestrator: Orchestrator) -> kopf.OperatorRegistry:
+    """A private registry (no global state), so tests can run several operators in one process."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.standalone = True  # replicas need no leader: resourceVersion is the lock
+        settings.posting.enabled = False  # we post our own Events, one per saga transition
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    async def on_event(event: kopf.RawEvent, **_: Any) -> None:
+        raw = event["object"]
+        saga = SagaObject(raw)
+        if event["type"] == "DELETED":
+            orchestrator.forget(saga.key)
+        else:
+            orchestrator.observe(saga)
+
+    return registry

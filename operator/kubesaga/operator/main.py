@@ -1,0 +1,74 @@
+"""Running the operator: connect, consume results, watch Sagas, serve metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from kubesaga.broker import Broker, BrokerSettings
+from kubesaga.operator.events import EventPoster
+from kubesaga.operator.handlers import build_registry
+from kubesaga.operator.metrics import Metrics, serve
+from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.settings import Settings
+from kubesaga.store import SagaStore, make_api_client
+
+log = logging.getLogger("kubesaga.operator")
+
+
+async def run_operator(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until ``stop`` is set (or forever). ``ready`` is set once the watch is running."""
+    api = await make_api_client(settings.kubeconfig)
+    orchestrator: Orchestrator | None = None
+    events = EventPoster(api, settings.events)
+    metrics_runner = None
+    ready_flag = ready or asyncio.Event()
+    try:
+        holder: list[Orchestrator] = []
+        metrics = Metrics(lambda: holder[0].phases() if holder else [])
+        broker = await Broker.connect(
+            BrokerSettings(
+                url=settings.amqp_url,
+                quorum_queues=settings.quorum_queues,
+                ca_file=settings.amqp_ca_file,
+                prefetch=settings.prefetch,
+                results_queue=settings.results_queue,
+                dead_letter_queue=settings.dead_letter_queue,
+            ),
+            on_dead_letter=metrics.dead_lettered,
+        )
+        orchestrator = Orchestrator(
+            SagaStore(api),
+            broker,
+            metrics=metrics,
+            events=events,
+            redeliver_after=settings.redeliver_after_seconds,
+        )
+        holder.append(orchestrator)
+        if settings.metrics_port:
+            metrics_runner = await serve(
+                metrics, ready_flag.is_set, settings.metrics_host, settings.metrics_port
+            )
+        await broker.consume_results(orchestrator.on_result)
+        await kopf.operator(
+            registry=build_registry(orchestrator),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if orchestrator is not None:
+            await orchestrator.close()
+            await orchestrator.broker.close()
+        await events.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        await api.close()

@@ -1,0 +1,88 @@
+"""Prometheus metrics of one operator process, and the /metrics + /healthz server."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _PhaseCollector(Collector):
+    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+        self.phases = phases
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "kubesaga_sagas", "Sagas this operator knows, by phase.", labels=["phase"]
+        )
+        for phase, count in sorted(Tally(self.phases()).items()):
+            family.add_metric([phase], count)
+        yield family
+
+
+class Metrics:
+    """A private registry, so several operators can run in one process (tests)."""
+
+    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_PhaseCollector(phases))
+        self.step_seconds = Histogram(
+            "kubesaga_step_duration_seconds",
+            "Time from dispatching a command to recording its result.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.status_writes = Counter(
+            "kubesaga_status_writes", "Saga status writes.", registry=self.registry
+        )
+        self.conflicts = Counter(
+            "kubesaga_status_conflicts",
+            "Status writes refused with 409 Conflict (re-read and re-decided).",
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "kubesaga_results", "Results received, by verdict.", ["verdict"], registry=self.registry
+        )
+        self.commands = Counter(
+            "kubesaga_commands_published", "Commands published.", ["kind"], registry=self.registry
+        )
+        self.dead_letters = Counter(
+            "kubesaga_dead_letters",
+            "Messages moved to the dead-letter queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+
+    def dead_lettered(self, queue: str, reason: str) -> None:
+        self.dead_letters.labels(queue=queue).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve(
+    metrics: Metrics, healthy: Callable[[], bool], host: str, port: int
+) -> web.AppRunner:
+    """Start the HTTP server; the caller keeps the runner and calls ``cleanup()`` at exit."""
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def health_view(_: web.Request) -> web.Response:
+        ok = healthy()
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "not ready\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", health_view)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,53 @@
+"""One typed settings object read from the environment (``KUBESAGA_*``).
+
+The Helm chart maps its values one to one onto these variables.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of the operator, the workers and the client."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBESAGA_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """RabbitMQ URL; amqps:// with amqp_ca_file for TLS."""
+    amqp_ca_file: str | None = None
+    """CA bundle that signs the broker's certificate (amqps://)."""
+    quorum_queues: bool = False
+    """Declare action and results queues as quorum queues (replicated, for HA brokers)."""
+    results_queue: str = "kubesaga.results"
+    """Queue the workers publish results to and the operator consumes (one per installation)."""
+    dead_letter_queue: str = "kubesaga.dead-letter"
+    """Where malformed, unknown and stale messages are kept, with the reason."""
+    prefetch: int = Field(default=64, ge=1, le=10_000)
+    """Results the operator works on at once."""
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("KUBECONFIG", "KUBESAGA_KUBECONFIG")
+    )
+    """Kubeconfig file; unset means in-cluster configuration (or ~/.kube/config)."""
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces to watch, comma separated; empty means all (cluster-wide)."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of /metrics and /healthz; 0 disables the server."""
+    metrics_host: str = "0.0.0.0"
+    """Address the metrics server binds."""
+    events: Literal["all", "phases", "none"] = "all"
+    """Kubernetes Events to post: every transition, saga phase changes and warnings, or none."""
+    redeliver_after_seconds: float = Field(default=300.0, gt=0)
+    """Re-publish a command still unanswered after this long (same dispatch id)."""
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
