@@ -7,13 +7,19 @@ using the same platform, and the platform itself is torn down by whoever started
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kubesaga.client import SagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
+from kubesaga.settings import Settings
+from tests.integration.harness import operator_task
 
 ESTABLISH_TIMEOUT_S = 60
 
@@ -59,3 +65,40 @@ async def _wait_established(api: client.ApiextensionsV1Api, *, generation: int) 
             if names is not None and names.status == "False":
                 raise AssertionError(f"CRD names not accepted: {names.message}")
     raise AssertionError(f"CRD {CRD_NAME} not Established within {ESTABLISH_TIMEOUT_S}s")
+
+
+# ------------------------------------------------------------------ operator and workers
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique action prefix: every test gets queues of its own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def operator_settings(kubeconfig: str, amqp_url: str, namespace: str, prefix: str) -> Settings:
+    """Operator settings scoped to the test's namespace and queues."""
+    return Settings(
+        kubeconfig=kubeconfig,
+        amqp_url=amqp_url,
+        namespaces=[namespace],
+        results_queue=f"{prefix}.results",
+        dead_letter_queue=f"{prefix}.dead-letter",
+        metrics_port=0,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def saga_client(api_client: client.ApiClient, namespace: str) -> SagaClient:
+    """A client on the test's namespace (sharing the session's API connection)."""
+    return SagaClient(api_client, namespace)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running_operator(
+    operator_settings: Settings, saga_crd: dict[str, Any]
+) -> AsyncIterator[Settings]:
+    """An operator task watching the test's namespace."""
+    async with operator_task(operator_settings):
+        yield operator_settings

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.client.saga import Saga
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, JsonObject, SagaSpec, StepSpec
@@ -104,6 +105,9 @@ class SagaClient:
     ) -> Saga:
         """Wait (by watching, not polling) until the saga reaches a final phase; return it.
 
+        "Final" means for the latest spec: right after ``compensate()`` on a Completed saga this
+        waits for the compensation, not for the completion already recorded.
+
         Raises TimeoutError when ``timeout`` seconds pass first.
         """
         async with asyncio.timeout(timeout):
@@ -114,7 +118,7 @@ class SagaClient:
         while True:
             current = await self.store.get(namespace, name)
             saga = Saga.of(current)
-            if saga.is_final():
+            if saga.is_settled():
                 return saga
             stream = watch.Watch().stream(
                 api.list_namespaced_custom_object,
@@ -126,12 +130,34 @@ class SagaClient:
                 resource_version=current.resource_version,
                 timeout_seconds=300,
             )
-            async with stream:
-                async for event in stream:
-                    if event["type"] == "DELETED":
-                        raise LookupError(f"saga {namespace}/{name} was deleted while waiting")
-                    if event["type"] not in ("ADDED", "MODIFIED"):
-                        continue
-                    saga = Saga.of(SagaObject(event["object"]))
-                    if saga.is_final():
-                        return saga
+            try:
+                final = await self._follow(stream, namespace, name)
+            except ApiException as error:
+                if error.status != 429:  # "storage is (re)initializing" just after a CRD
+                    raise
+                await asyncio.sleep(_retry_after(error))
+                continue
+            if final is not None:
+                return final
+
+    @staticmethod
+    async def _follow(stream: Any, namespace: str, name: str) -> Saga | None:
+        async with stream:
+            async for event in stream:
+                if event["type"] == "DELETED":
+                    raise LookupError(f"saga {namespace}/{name} was deleted while waiting")
+                if event["type"] not in ("ADDED", "MODIFIED"):
+                    continue
+                saga = Saga.of(SagaObject(event["object"]))
+                if saga.is_settled():
+                    return saga
+        return None
+
+
+def _retry_after(error: ApiException) -> float:
+    """The server's Retry-After (seconds), bounded; 1 s when it gave none."""
+    try:
+        headers: Mapping[str, str] = error.headers or {}
+        return min(float(headers.get("Retry-After", "1")), 10.0)
+    except ValueError:
+        return 1.0

@@ -15,6 +15,7 @@ class Saga:
     namespace: str
     name: str
     uid: str
+    generation: int
     spec: SagaSpec
     status: SagaStatus | None
 
@@ -24,6 +25,7 @@ class Saga:
             namespace=obj.namespace,
             name=obj.name,
             uid=obj.uid,
+            generation=obj.generation,
             spec=parse_spec(obj.spec),
             status=parse_status(obj.status),
         )
@@ -34,6 +36,11 @@ class Saga:
 
     def is_final(self) -> bool:
         return self.phase.is_final
+
+    def is_settled(self) -> bool:
+        """Final, and the operator has acted on the latest spec (e.g. a compensate request)."""
+        observed = self.status.observed_generation if self.status else None
+        return self.is_final() and observed is not None and observed >= self.generation
 
     def is_completed(self) -> bool:
         return self.phase is SagaPhase.COMPLETED

@@ -42,6 +42,11 @@ class EventPoster:
                 except asyncio.QueueFull:
                     log.warning("event queue full; dropping event %s", transition.reason)
         if self.task is None and not self.queue.empty():
+            self.start()
+
+    def start(self) -> None:
+        """Start the posting task (before kopf starts, so kopf's shutdown need not wait on it)."""
+        if self.task is None:
             self.task = asyncio.create_task(self._run(), name="kubesaga-events")
 
     async def _run(self) -> None:

@@ -55,7 +55,9 @@ async def run_operator(
             metrics_runner = await serve(
                 metrics, ready_flag.is_set, settings.metrics_host, settings.metrics_port
             )
+        events.start()
         await broker.consume_results(orchestrator.on_result)
+        announce = asyncio.create_task(_announce_ready(ready_flag))
         await kopf.operator(
             registry=build_registry(orchestrator),
             clusterwide=not settings.namespaces,
@@ -65,6 +67,8 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
+        if "announce" in locals():
+            announce.cancel()
         if orchestrator is not None:
             await orchestrator.close()
             await orchestrator.broker.close()
@@ -72,3 +76,12 @@ async def run_operator(
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await api.close()
+
+
+READY_LINE = "kubesaga operator ready"
+
+
+async def _announce_ready(ready: asyncio.Event) -> None:
+    """Log one line once the watch runs; process supervisors and tests wait for it."""
+    await ready.wait()
+    log.warning(READY_LINE)
