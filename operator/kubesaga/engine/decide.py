@@ -532,6 +532,8 @@ class _Run:
 
     def _derive(self) -> None:
         st = self.status
+        if len(st.message) > limits.MAX_STATUS_MESSAGE_CHARS:
+            st.message = st.message[: limits.MAX_STATUS_MESSAGE_CHARS - 1] + "…"
         done = sum(1 for s in st.steps if s.phase is StepPhase.SUCCEEDED)
         st.progress = f"{done}/{len(st.steps)}"
         busy = [s.name for s in st.steps if s.phase in (StepPhase.RUNNING, StepPhase.COMPENSATING)]

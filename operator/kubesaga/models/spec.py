@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from kubesaga.models import limits
 from kubesaga.models._base import JsonObject, WireModel
@@ -85,6 +85,13 @@ class StepSpec(WireModel):
     """Per-attempt time limit; an attempt that runs longer counts as a retryable failure."""
     compensate_on_failure: bool = False
     """Run the compensation even when this step failed (for steps that can partly apply)."""
+
+    @field_validator("depends_on")
+    @classmethod
+    def _deps_unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("dependsOn must not name a step twice")
+        return value
 
     @property
     def compensation_policy(self) -> RetryPolicy:
@@ -179,7 +186,7 @@ class SagaSpec(WireModel):
             if step.depends_on is None:
                 deps[step.name] = [previous] if previous is not None else []
             else:
-                deps[step.name] = list(dict.fromkeys(step.depends_on))
+                deps[step.name] = list(step.depends_on)
             previous = step.name
         return deps
 

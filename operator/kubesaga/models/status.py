@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from kubesaga.models import limits
 from kubesaga.models._base import JsonObject, WireModel
 
 
@@ -113,9 +114,9 @@ class SagaStatus(StatusModel):
 
     phase: SagaPhase = SagaPhase.PENDING
     """Pending, Running, Completed, Compensating, Compensated or Failed."""
-    steps: list[StepStatus] = Field(default_factory=list)
+    steps: list[StepStatus] = Field(default_factory=list, max_length=limits.MAX_STEPS)
     """One entry per spec step, in spec order."""
-    message: str = ""
+    message: str = Field(default="", max_length=limits.MAX_STATUS_MESSAGE_CHARS)
     """What happened last, for humans."""
     reason: str | None = None
     """Machine-readable cause of the current phase, e.g. StepFailed, CompensationRequested."""
@@ -123,7 +124,7 @@ class SagaStatus(StatusModel):
     """Succeeded steps over all steps, e.g. 2/3 (a printer column)."""
     current_step: str | None = None
     """Steps in flight, comma separated (a printer column)."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=8)
     """Finished (True once final) and Valid (False when the spec was rejected)."""
     observed_generation: int | None = None
     """The metadata.generation the operator last acted on."""
