@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job (the README's first command): install kubesaga if needed, then `kubesaga demo`:
+# a local kube-apiserver + etcd + RabbitMQ, the CRD, the operator and the example workers as
+# local processes, the example sagas run to their final phase with live progress and a summary.
+# Arguments go to `kubesaga demo` (e.g. --keep to leave everything running).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! python3 -c 'import kubesaga' 2>/dev/null; then
+    echo "demo: installing kubesaga (pip install -e .)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check -e .
+fi
+exec python3 -m kubesaga demo "$@"
