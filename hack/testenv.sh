@@ -9,6 +9,8 @@
 #   hack/testenv.sh prepare        only what `up` needs: kube-apiserver and etcd (no start)
 #   hack/testenv.sh helm-path      print the path of the cached helm v3 binary (builds it if needed)
 #   hack/testenv.sh env            print the exports of a running platform (no start)
+#   hack/testenv.sh restart-broker restart RabbitMQ of the running platform, keeping its data
+#                                  (rabbitmqctl stop_app + start_app); for broker-restart tests
 #
 # Environment:
 #   KUBEBUILDER_ASSETS      folder holding kube-apiserver and etcd (envtest convention); else they are
@@ -600,6 +602,30 @@ cmd_env() {
     print_exports "$KUBECONFIG_PATH" "$AMQP_URL"
 }
 
+# Restart the broker application in place: clients lose their connections, durable queues and
+# persistent messages survive (unlike `down` + `up`, which starts RabbitMQ with fresh data).
+cmd_restart_broker() {
+    pid_of rabbitmq >/dev/null || die "no RabbitMQ node of this platform runs; start it with: eval \"\$(hack/testenv.sh up)\""
+    mkdir -p "$LOGS"
+    exec 9>"$STATE/.lock"
+    flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
+    local t0 step
+    t0=$(now_ms)
+    for step in stop_app start_app; do
+        log "restart-broker: rabbitmqctl $step"
+        if ! (
+            rabbit_env
+            cd "$RS"
+            timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$step"
+        ) >"$LOGS/rabbitmqctl-$step.log" 2>&1; then
+            tail -n 25 "$LOGS/rabbitmqctl-$step.log" >&2 || true
+            die "rabbitmqctl $step failed (log: $LOGS/rabbitmqctl-$step.log)"
+        fi
+    done
+    wait_ready RabbitMQ amqp_ready rabbitmq
+    log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
+}
+
 cmd_build() {
     if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
         log "KUBEBUILDER_ASSETS is set: using kube-apiserver and etcd from $KUBEBUILDER_ASSETS"
@@ -630,6 +656,7 @@ case "${1:-}" in
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    restart-broker) cmd_restart_broker ;;
     build) cmd_build ;;
     prepare) cmd_prepare ;;
     helm-path) cmd_helm_path ;;
