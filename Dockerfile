@@ -1,0 +1,34 @@
+# One image for the operator and for handler workers:
+#   docker run IMAGE                      -> kubesaga operator
+#   docker run IMAGE worker --app-dir /app/examples/01-order-saga handlers:worker
+# Stage 1 builds the kubesaga wheel and installs it with its dependencies into a venv;
+# stage 2 copies only that venv (same base image, so the paths match) and runs as a non-root UID.
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+RUN python -m venv /opt/venv \
+ && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl
+
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="kubesaga" \
+      org.opencontainers.image.description="Kubernetes-native saga orchestrator: operator and handler workers" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/kubesaga/kubesaga"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+COPY examples/ /app/examples/
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["kubesaga"]
+CMD ["operator"]
