@@ -1,0 +1,128 @@
+"""What operators of kubesaga see: Events on the Saga, /metrics, /healthz, TTL cleanup."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, watch
+
+from kubesaga import SagaClient
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.settings import Settings
+from kubesaga.store import NotFound
+from tests.integration.harness import operator_task, worker_task
+from tests.integration.scripted import scripted_worker, step
+
+WAIT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_transitions_are_posted_as_kubernetes_events(
+    running_operator: Settings,
+    saga_client: SagaClient,
+    prefix: str,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    worker, _ = scripted_worker(prefix)
+    async with worker_task(worker, running_operator):
+        await saga_client.start("seen", [step(prefix, "a"), step(prefix, "b", fail="permanent")])
+        await saga_client.wait("seen", WAIT_S)
+    wanted = {
+        "Started",
+        "StepSucceeded",
+        "StepFailed",
+        "Compensating",
+        "StepCompensated",
+        "Compensated",
+    }
+    seen: dict[str, str] = {}
+    core = client.CoreV1Api(api_client)
+    stream = watch.Watch().stream(
+        core.list_namespaced_event,
+        namespace,
+        field_selector="involvedObject.name=seen",
+        timeout_seconds=WAIT_S,
+    )
+    async with stream:
+        async for event in stream:
+            obj = event["object"]
+            seen[obj.reason] = obj.type
+            if wanted <= seen.keys():
+                break
+    assert wanted <= seen.keys(), seen
+    assert seen["StepFailed"] == "Warning" and seen["StepSucceeded"] == "Normal"
+
+
+async def test_metrics_and_health_endpoints(
+    operator_settings: Settings,
+    saga_crd: object,
+    saga_client: SagaClient,
+    prefix: str,
+) -> None:
+    port = free_port()
+    settings = operator_settings.model_copy(
+        update={"metrics_port": port, "metrics_host": "127.0.0.1"}
+    )
+    worker, _ = scripted_worker(prefix)
+    async with operator_task(settings), worker_task(worker, settings):
+        await saga_client.start("counted", [step(prefix, "a"), step(prefix, "b")])
+        await saga_client.wait("counted", WAIT_S)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+    assert 'kubesaga_sagas{phase="Completed"} 1.0' in text
+    assert "kubesaga_status_writes_total 3.0" in text
+    assert 'kubesaga_results_total{verdict="applied"} 2.0' in text
+    assert 'kubesaga_commands_published_total{kind="execute"} 2.0' in text
+    assert 'kubesaga_step_duration_seconds_count{action="' + prefix + '.do"} 2.0' in text
+    assert "kubesaga_status_conflicts_total" in text
+
+
+async def test_finished_saga_is_deleted_after_its_ttl(
+    running_operator: Settings,
+    saga_client: SagaClient,
+    prefix: str,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    worker, _ = scripted_worker(prefix)
+    async with worker_task(worker, running_operator):
+        created = await saga_client.start(
+            "short-lived", [step(prefix, "a")], ttl_seconds_after_finished=1
+        )
+        done = await saga_client.wait("short-lived", WAIT_S)
+    assert done.is_completed()
+    try:
+        current = await saga_client.store.get(namespace, "short-lived")
+    except NotFound:
+        return  # already deleted
+    api = client.CustomObjectsApi(api_client)
+    stream = watch.Watch().stream(
+        api.list_namespaced_custom_object,
+        API_GROUP,
+        API_VERSION,
+        namespace,
+        PLURAL,
+        field_selector="metadata.name=short-lived",
+        resource_version=current.resource_version,
+        timeout_seconds=WAIT_S,
+    )
+    deleted = False
+    async with stream:
+        async for event in stream:
+            if event["type"] == "DELETED":
+                assert event["object"]["metadata"]["uid"] == created.uid
+                deleted = True
+                break
+    if not deleted:
+        pytest.fail("the saga was not deleted after ttlSecondsAfterFinished")
