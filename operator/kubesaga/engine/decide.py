@@ -51,12 +51,11 @@ def reject_spec(
     status: SagaStatus | None, generation: int, problem: str, now: datetime
 ) -> Decision:
     """A saga whose spec cannot even be parsed: Failed with a Valid=False condition."""
-    before = status.to_wire() if status else None
     new = status.model_copy(deep=True) if status else SagaStatus()
     if new.phase is SagaPhase.PENDING or new.observed_generation is None:
         _fail_invalid(new, problem, now)
     new.observed_generation = generation
-    return Decision(status=new, changed=new.to_wire() != before)
+    return Decision(status=new, changed=new != status)
 
 
 def _fail_invalid(status: SagaStatus, problem: str, now: datetime) -> None:
@@ -114,7 +113,6 @@ class _Run:
         self.now = now
         self.token = token
         self.graph = StepGraph.of(saga.spec)
-        self.before = saga.status.to_wire() if saga.status else None
         self.status = saga.status.model_copy(deep=True) if saga.status else SagaStatus()
         self.commands: list[tuple[StepSpec, CommandKind]] = []
         self.transitions: list[Transition] = []
@@ -146,14 +144,13 @@ class _Run:
 
     def _decision(self, verdict: Verdict, reason: str) -> Decision:
         self._derive()
-        after = self.status.to_wire()
         commands = tuple(
             build_command(self.saga.ref, self.spec, self.graph, self.status, step, kind)
             for step, kind in self.commands
         )
         return Decision(
             status=self.status,
-            changed=after != self.before,
+            changed=self.status != self.saga.status,
             commands=commands,
             transitions=tuple(self.transitions),
             wake_at=self._wake_at(),

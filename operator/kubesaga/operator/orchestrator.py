@@ -77,6 +77,8 @@ class Orchestrator:
         self.published: dict[str, float] = {}
         """dispatch id -> monotonic time this process last published it."""
         self.closed = False
+        self.views: dict[Key, tuple[str, SagaView | str]] = {}
+        """Parsed copies by resourceVersion, so the same copy is never parsed twice."""
         self.seen: set[Key] = set()
         """Sagas this process has looked at; the first look re-publishes in-flight commands."""
 
@@ -106,6 +108,7 @@ class Orchestrator:
 
     def forget(self, key: Key) -> None:
         self.cache.pop(key, None)
+        self.views.pop(key, None)
         self.seen.discard(key)
         box = self.mailboxes.get(key)
         if box is not None and box.timer is not None:
@@ -189,6 +192,9 @@ class Orchestrator:
                     obj = None
                     continue
                 self.metrics.status_writes.inc()
+                view = self._view(obj)
+                if isinstance(view, SagaView):
+                    self.views[key] = (written.resource_version, replace(view, status=status))
                 known = self.cache.get(key)
                 if known is None or written.newer_than(known):
                     self.cache[key] = written
@@ -198,12 +204,34 @@ class Orchestrator:
         return [Outcome.requeue("too many write conflicts")] * len(batch)
 
     def _view(self, obj: SagaObject) -> SagaView | str:
-        try:
-            spec = parse_spec(obj.spec)
-        except ValidationError as error:
-            return "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
+        """The parsed saga (or why its spec is invalid), cached by resourceVersion.
+
+        Parsing is most of the operator's CPU per transition; a copy we wrote ourselves is
+        cached with the status we wrote, so it is never parsed back.
+        """
+        cached = self.views.get(obj.key)
+        if cached is not None and cached[0] == obj.resource_version:
+            return cached[1]
+        view = self._parse(obj)
+        self.views[obj.key] = (obj.resource_version, view)
+        return view
+
+    def _parse(self, obj: SagaObject) -> SagaView | str:
+        cached = self.views.get(obj.key)
+        previous = cached[1] if cached is not None else None
+        if (
+            isinstance(previous, SagaView)
+            and previous.ref.uid == obj.uid
+            and previous.generation == obj.generation
+        ):
+            spec = previous.spec
+        else:
+            try:
+                spec = parse_spec(obj.spec)
+            except ValidationError as error:
+                return "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+                )
         try:
             status = parse_status(obj.status)
         except ValidationError:
