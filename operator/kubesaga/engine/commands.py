@@ -61,6 +61,7 @@ def build_command(
         outputs=outputs,
         output=st.output if kind is CommandKind.COMPENSATE else None,
         deadline=attempt.attempt_deadline,
+        dispatched_at=attempt.dispatched_at,
     )
 
 

@@ -56,6 +56,8 @@ class Command(WireModel):
     """For compensate: the compensated step's own output (None if it never succeeded)."""
     deadline: datetime | None = None
     """When the operator stops waiting for this attempt (timeoutSeconds), if any."""
+    dispatched_at: datetime | None = None
+    """When the operator recorded this attempt as dispatched (the same on a re-publication)."""
 
 
 class ResultStatus(StrEnum):

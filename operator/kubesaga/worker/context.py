@@ -35,6 +35,8 @@ class StepContext:
     dispatch_id: str
     deadline: datetime | None
     """When the operator stops waiting; the worker cancels the handler then."""
+    dispatched_at: datetime | None = None
+    """When the operator recorded this attempt (for latency, and for audits of the order)."""
 
     @classmethod
     def from_command(cls, command: Command) -> StepContext:
@@ -52,4 +54,5 @@ class StepContext:
             kind=command.kind,
             dispatch_id=command.dispatch_id,
             deadline=command.deadline,
+            dispatched_at=command.dispatched_at,
         )
