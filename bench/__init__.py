@@ -1,0 +1,1 @@
+"""kubesaga benchmark harness: ``python -m bench`` (from the repository root)."""
