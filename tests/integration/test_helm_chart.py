@@ -1,0 +1,541 @@
+"""The Helm chart: linted and rendered by a real helm, checked against the real kube-apiserver.
+
+The chart's promises, one per test: it lints clean; it renders objects the apiserver accepts
+(server-side dry run, strict field validation, Pod Security "restricted"); its CRD is the
+generated one; its RBAC is exactly what the operator calls and the operator runs with nothing
+more; every value is commented and maps onto ``kubesaga.settings.Settings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tarfile
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from kubernetes_asyncio import client, watch
+
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.settings import Settings
+from tests.integration.chart import (
+    CHART,
+    REPO_ROOT,
+    WORKERS_VALUES,
+    Doc,
+    delete,
+    find,
+    helm,
+    helm_output,
+    one,
+    render,
+    server_side_apply,
+    token_kubeconfig,
+)
+from tests.integration.harness import OperatorProcess
+
+CRD_FILE = REPO_ROOT / "crds" / "kubesaga.io_sagas.yaml"
+WAIT_S = 60
+
+EXPECTED_RULES = [
+    {
+        "apiGroups": ["kubesaga.io"],
+        "resources": ["sagas"],
+        "verbs": ["get", "list", "watch", "delete"],
+    },
+    {"apiGroups": ["kubesaga.io"], "resources": ["sagas/status"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+# Cluster-wide only: kopf's resource observer follows the Saga CRD at run time.
+CRD_RULE = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["list", "watch"],
+}
+
+# (apiGroup, resource, subresource, verb): every call the operator makes, and why.
+OPERATOR_CALLS = [
+    ("kubesaga.io", "sagas", "", "list"),  # kopf.on.event: the watch's initial list
+    ("kubesaga.io", "sagas", "", "watch"),  # kopf.on.event
+    ("kubesaga.io", "sagas", "", "get"),  # re-read after a 409 Conflict
+    ("kubesaga.io", "sagas", "", "delete"),  # ttlSecondsAfterFinished
+    ("kubesaga.io", "sagas", "status", "update"),  # status replace carrying resourceVersion
+    ("", "events", "", "create"),  # one Event per transition (kopf's posting is off)
+]
+# Cluster-scoped calls kopf makes in cluster-wide mode (its resource observer).
+KOPF_CLUSTER_CALLS = [
+    ("apiextensions.k8s.io", "customresourcedefinitions", "", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "", "watch"),
+]
+
+# Calls the operator never makes, so its ServiceAccount must not be allowed them.
+NOT_ALLOWED = [
+    ("", "secrets", "", "get"),
+    ("", "secrets", "", "list"),
+    ("", "configmaps", "", "get"),
+    ("", "pods", "", "list"),
+    ("", "events", "", "delete"),
+    ("", "namespaces", "", "list"),
+    ("kubesaga.io", "sagas", "", "create"),
+    ("kubesaga.io", "sagas", "", "update"),
+    ("kubesaga.io", "sagas", "", "patch"),
+    ("kubesaga.io", "sagas", "status", "patch"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "", "create"),
+    ("coordination.k8s.io", "leases", "", "create"),
+    ("kopf.dev", "kopfpeerings", "", "list"),
+]
+
+MODES = ["cluster-wide", "namespaced"]
+
+# kopf's cluster-scoped observers, refused in namespaced mode (kopf retries, then falls back).
+KOPF_OBSERVER_REFUSED = re.compile(
+    r"GET \S+/(api/v1/namespaces|apis/apiextensions\.k8s\.io/v1/customresourcedefinitions)"
+    r"(\?\S*)? -> APIForbiddenError"
+)
+
+
+def mode_options(mode: str, namespaces: Iterable[str]) -> list[str]:
+    return (
+        []
+        if mode == "cluster-wide"
+        else ["--set", f"operator.namespaces={{{','.join(namespaces)}}}"]
+    )
+
+
+def roles(docs: Iterable[Doc]) -> list[Doc]:
+    return [doc for doc in docs if doc["kind"] in ("Role", "ClusterRole")]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+# ----------------------------------------------------------------------------------- helm itself
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["-f", str(WORKERS_VALUES)], ["--set", "operator.namespaces={a,b}"]],
+    ids=["defaults", "workers", "namespaced"],
+)
+def test_chart_lints_clean_in_strict_mode(options: list[str]) -> None:
+    proc = helm("lint", "--strict", str(CHART), *options)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_chart_crd_is_the_generated_file_not_a_copy() -> None:
+    linked = CHART / "crds" / CRD_FILE.name
+    assert linked.is_symlink(), "helm/kubesaga/crds/ must link to crds/, not hold a copy"
+    assert linked.resolve() == CRD_FILE.resolve()
+
+
+def test_rendered_and_packaged_crd_equal_the_generated_file(tmp_path: Path) -> None:
+    rendered = one(render("kubesaga", crds=True), "CustomResourceDefinition")
+    assert rendered == yaml.safe_load(CRD_FILE.read_text(encoding="utf-8"))
+    helm_output("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("kubesaga-*.tgz")
+    with tarfile.open(package) as tar:
+        member = tar.extractfile(f"kubesaga/crds/{CRD_FILE.name}")
+        assert member is not None
+        assert member.read() == CRD_FILE.read_bytes()
+
+
+# ------------------------------------------------------------------------- the real apiserver
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["-f", str(WORKERS_VALUES)], ["namespaced"]],
+    ids=["defaults", "workers", "namespaced"],
+)
+async def test_rendering_is_accepted_by_the_apiserver_server_side_dry_run(
+    api_client: client.ApiClient, namespace: str, options: list[str]
+) -> None:
+    if options == ["namespaced"]:
+        options = mode_options("namespaced", [namespace])
+    docs = render(namespace, *options, crds=True)
+    await server_side_apply(api_client, docs, dry_run=True)
+
+
+async def test_pods_are_admitted_by_pod_security_restricted(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    await core.patch_namespace(
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    for deployment in find(render(namespace, "-f", str(WORKERS_VALUES)), "Deployment"):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": deployment["metadata"]["name"], "namespace": namespace},
+            "spec": deployment["spec"]["template"]["spec"],
+        }
+        await server_side_apply(api_client, [pod], dry_run=True)
+
+
+# ------------------------------------------------------------------------------------------ RBAC
+
+
+def test_cluster_wide_mode_grants_exactly_the_operator_rules() -> None:
+    docs = render("kubesaga")
+    assert one(docs, "ClusterRole")["rules"] == [*EXPECTED_RULES, CRD_RULE]
+    binding = one(docs, "ClusterRoleBinding")
+    account = one(docs, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": "kubesaga"}
+    ]
+    assert not find(docs, "Role") and not find(docs, "RoleBinding")
+
+
+def test_namespaced_mode_grants_a_role_per_namespace_and_nothing_cluster_wide() -> None:
+    docs = render("kubesaga", *mode_options("namespaced", ["shop", "billing"]))
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    assert {role["metadata"]["namespace"] for role in find(docs, "Role")} == {"shop", "billing"}
+    for role in find(docs, "Role"):
+        assert role["rules"] == EXPECTED_RULES
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
+    for binding in find(docs, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": "kubesaga"}
+        ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rules_have_no_wildcards_and_no_secrets(mode: str) -> None:
+    docs = render("kubesaga", "-f", str(WORKERS_VALUES), *mode_options(mode, ["shop"]))
+    assert roles(docs)
+    for role in roles(docs):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], rule
+            assert "secrets" not in rule["resources"], rule
+            assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def installed_rbac(
+    request: pytest.FixtureRequest, api_client: client.ApiClient, namespace: str
+) -> AsyncIterator[tuple[str, str]]:
+    """The chart's ServiceAccount and RBAC really created (mode from the test's ``mode``).
+
+    Yields (mode, ServiceAccount name). The release name is unique, so the cluster-scoped
+    objects of concurrent runs do not collide; they are deleted afterwards.
+    """
+    mode = request.node.callspec.params["mode"]
+    release = f"ks-{uuid.uuid4().hex[:8]}"
+    docs = render(namespace, *mode_options(mode, [namespace]), release=release)
+    wanted = [
+        doc
+        for doc in docs
+        if doc["kind"]
+        in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    ]
+    await server_side_apply(api_client, wanted, dry_run=False)
+    try:
+        yield mode, one(docs, "ServiceAccount")["metadata"]["name"]
+    finally:
+        await delete(api_client, [d for d in wanted if d["kind"].startswith("Cluster")])
+
+
+async def allowed(
+    api_client: client.ApiClient,
+    account: str,
+    namespace: str,
+    call: tuple[str, str, str, str],
+    where: str,
+) -> bool:
+    group, resource, subresource, verb = call
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{namespace}:{account}",
+            groups=[
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+                "system:authenticated",
+            ],
+            resource_attributes=client.V1ResourceAttributes(
+                group=group,
+                resource=resource,
+                subresource=subresource or None,
+                verb=verb,
+                namespace=where or None,
+            ),
+        )
+    )
+    result = await client.AuthorizationV1Api(api_client).create_subject_access_review(review)
+    return bool(result.status.allowed)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_service_account_may_make_every_operator_call_and_no_other(
+    api_client: client.ApiClient, namespace: str, installed_rbac: tuple[str, str], mode: str
+) -> None:
+    _, account = installed_rbac
+    for call in OPERATOR_CALLS:
+        assert await allowed(api_client, account, namespace, call, namespace), call
+    for call in NOT_ALLOWED:
+        assert not await allowed(api_client, account, namespace, call, namespace), call
+    for call in KOPF_CLUSTER_CALLS:
+        assert await allowed(api_client, account, namespace, call, "") == (mode == "cluster-wide")
+    if mode == "namespaced":
+        for call in OPERATOR_CALLS:
+            assert not await allowed(api_client, account, namespace, call, ""), call
+            assert not await allowed(api_client, account, namespace, call, "default"), call
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_operator_drives_a_saga_with_only_the_chart_rbac(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    amqp_url: str,
+    namespace: str,
+    installed_rbac: tuple[str, str],
+    saga_crd: dict[str, Any],
+    mode: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real operator, authenticated as the chart's ServiceAccount: it watches, writes the
+    status, posts an Event and deletes the finished Saga (TTL 0). Cluster-wide, no call is
+    refused; namespaced, only kopf's cluster-scoped observers are (it falls back, see rbac.yaml).
+    """
+    _, account = installed_rbac
+    token = await client.CoreV1Api(api_client).create_namespaced_service_account_token(
+        account,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    )
+    suffix = uuid.uuid4().hex[:8]
+    sa_kubeconfig = str(token_kubeconfig(kubeconfig, token.status.token, tmp_path / "sa"))
+    monkeypatch.setenv("KUBECONFIG", sa_kubeconfig)  # Settings reads it by its env name only
+    settings = Settings(
+        amqp_url=amqp_url,
+        namespaces=[namespace] if mode == "namespaced" else [],
+        results_queue=f"kubesaga.results.{suffix}",
+        dead_letter_queue=f"kubesaga.dead-letter.{suffix}",
+        metrics_port=0,
+    )
+    assert settings.kubeconfig == sa_kubeconfig
+    sagas = client.CustomObjectsApi(api_client)
+    operator = OperatorProcess(settings)
+    await operator.start()
+    try:
+        since = await sagas_resource_version(sagas, namespace)
+        await sagas.create_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": "Saga",
+                "metadata": {"name": "rbac-check"},
+                "spec": {"steps": [], "ttlSecondsAfterFinished": 0},
+            },
+        )
+        phases = await saga_history(sagas, namespace, since)
+    finally:
+        await operator.stop()
+    assert phases[-1] == "DELETED" and "Completed" in phases, phases
+    events = await client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=rbac-check"
+    )
+    assert "Completed" in {event.reason for event in events.items}
+    refused = [line for line in operator.log if re.search(r"forbidden|403", line, re.I)]
+    if mode == "namespaced":
+        refused = [line for line in refused if not KOPF_OBSERVER_REFUSED.search(line)]
+    assert not refused, "\n".join(refused)
+
+
+async def sagas_resource_version(sagas: client.CustomObjectsApi, namespace: str) -> str:
+    """The list's resourceVersion, following Retry-After while the apiserver's watch cache for a
+    just-installed CRD answers 429 "storage is (re)initializing" (as client-go's reflector does)."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            try:
+                listed = await sagas.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, PLURAL
+                )
+                return str(listed["metadata"]["resourceVersion"])
+            except client.ApiException as error:
+                if error.status != 429:
+                    raise
+                retry_after = error.headers.get("Retry-After", "1") if error.headers else "1"
+                await asyncio.sleep(float(retry_after))
+
+
+async def saga_history(sagas: client.CustomObjectsApi, namespace: str, since: str) -> list[str]:
+    """Phases of the rbac-check Saga as the watch delivers them, up to its deletion."""
+    phases: list[str] = []
+    stream = watch.Watch().stream(
+        sagas.list_namespaced_custom_object,
+        API_GROUP,
+        API_VERSION,
+        namespace,
+        PLURAL,
+        resource_version=since,
+        timeout_seconds=WAIT_S,
+    )
+    async with asyncio.timeout(WAIT_S), stream:
+        async for event in stream:
+            if event["type"] == "DELETED":
+                phases.append("DELETED")
+                break
+            phases.append(str((event["object"].get("status") or {}).get("phase", "")))
+    return phases
+
+
+# ------------------------------------------------------------------------------ values and env
+
+
+def test_every_values_key_has_a_comment() -> None:
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    uncommented = []
+    for number, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z0-9_.-]+):", line)
+        if not match:
+            continue
+        above = next((lines[i] for i in range(number - 1, -1, -1) if lines[i].strip()), "")
+        if not above.strip().startswith("#") or " #" in line.split(":", 1)[0]:
+            uncommented.append(f"values.yaml:{number + 1}: {line.strip()}")
+        elif not above.startswith(match.group(1) + "#"):
+            uncommented.append(f"values.yaml:{number + 1}: comment not aligned: {line.strip()}")
+    assert not uncommented, "\n".join(uncommented)
+
+
+def test_every_value_is_used_by_a_template() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    templates = "\n".join(p.read_text(encoding="utf-8") for p in (CHART / "templates").iterdir())
+
+    def used(path: str) -> bool:
+        parts = path.split(".")
+        return any(
+            re.search(re.escape(".Values." + ".".join(parts[:n])) + r"(?![\w])", templates)
+            for n in range(len(parts), 0, -1)
+        )
+
+    def leaves(node: Any, prefix: str) -> Iterable[str]:
+        if isinstance(node, dict) and node:
+            for key, child in node.items():
+                yield from leaves(child, f"{prefix}.{key}" if prefix else key)
+        else:
+            yield prefix
+
+    unused = [path for path in leaves(values, "") if not used(path)]
+    assert not unused, unused
+
+
+OVERRIDES = {
+    "amqp.caSecret": "broker-ca",
+    "amqp.quorumQueues": "true",
+    "amqp.resultsQueue": "results.x",
+    "amqp.deadLetterQueue": "dead.x",
+    "operator.namespaces": "{shop,billing}",
+    "operator.prefetch": "7",
+    "operator.events": "phases",
+    "operator.redeliverAfterSeconds": "45",
+    "metrics.port": "9090",
+    "metrics.host": "127.0.0.1",
+    "log.level": "DEBUG",
+    "log.format": "text",
+}
+
+
+def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+    docs = render("kubesaga", *options, "--set", "amqp.url=amqp://u:p@mq:5672/v")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    assert set(env) == fields - {"KUBESAGA_KUBECONFIG"}  # in-cluster configuration
+
+    secret = one(docs, "Secret")
+    ref = env["KUBESAGA_AMQP_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"]
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    for name, item in env.items():
+        value = secret["stringData"][ref["key"]] if name == "KUBESAGA_AMQP_URL" else item["value"]
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.amqp_url == "amqp://u:p@mq:5672/v"
+    assert settings.amqp_ca_file == "/etc/kubesaga/amqp-ca/ca.crt"
+    assert (settings.quorum_queues, settings.results_queue, settings.dead_letter_queue) == (
+        True,
+        "results.x",
+        "dead.x",
+    )
+    assert settings.namespaces == ["shop", "billing"]
+    assert (settings.prefetch, settings.events, settings.redeliver_after_seconds) == (
+        7,
+        "phases",
+        45,
+    )
+    assert (settings.metrics_port, settings.metrics_host) == (9090, "127.0.0.1")
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    assert container["ports"][0]["containerPort"] == 9090
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/etc/kubesaga/amqp-ca"] == "amqp-ca"
+
+
+def test_existing_secret_replaces_the_chart_secret() -> None:
+    docs = render("kubesaga", "--set", "amqp.existingSecret=rabbit", "--set", "amqp.secretKey=uri")
+    assert not find(docs, "Secret")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ref = env_of(container)["KUBESAGA_AMQP_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "rabbit", "key": "uri"}
+
+
+def test_operator_probes_use_healthz_on_the_metrics_port() -> None:
+    container = one(render("kubesaga"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["operator"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+
+
+def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() -> None:
+    docs = render("kubesaga", "-f", str(WORKERS_VALUES))
+    declared = yaml.safe_load(WORKERS_VALUES.read_text(encoding="utf-8"))["workers"]
+    fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
+    for worker in declared:
+        deployment = one(docs, "Deployment", f"kubesaga-worker-{worker['name']}")
+        pod = deployment["spec"]["template"]["spec"]
+        assert deployment["spec"]["replicas"] == worker.get("replicas", 1)
+        assert pod["automountServiceAccountToken"] is False
+        (container,) = pod["containers"]
+        assert (
+            container["image"]
+            == one(docs, "Deployment", "kubesaga")["spec"]["template"]["spec"]["containers"][0][
+                "image"
+            ]
+        )
+        assert container["args"] == [
+            "worker",
+            f"--app-dir={worker['appDir']}",
+            f"--concurrency={worker.get('concurrency', 16)}",
+            f"--grace={worker.get('graceSeconds', 30)}",
+            worker["module"],
+        ]
+        assert (REPO_ROOT / worker["appDir"].removeprefix("/app/") / "handlers.py").is_file()
+        env = env_of(container)
+        assert {name for name in env if name.startswith("KUBESAGA_")} <= fields
+        assert {"KUBESAGA_AMQP_URL", "KUBESAGA_RESULTS_QUEUE"} <= env.keys()
+        for item in worker.get("env", []):
+            assert env[item["name"]] == item
+
+
+def test_secret_holds_the_url_for_the_pods() -> None:
+    secret = one(render("kubesaga", "--set", "amqp.url=amqp://a:b@c:5672/"), "Secret")
+    assert secret["stringData"] == {"url": "amqp://a:b@c:5672/"}
