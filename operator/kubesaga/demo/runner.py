@@ -23,7 +23,7 @@ from kubesaga.demo.cluster import apply_crd, ensure_namespace, retry_while_crd_s
 from kubesaga.demo.examples import DemoError, Example, find_repo, load_examples
 from kubesaga.demo.platform import Platform, start_local, stop_local, use_existing
 from kubesaga.demo.processes import Child, child_env
-from kubesaga.demo.view import Board, Tracked, summary_table
+from kubesaga.demo.view import Board, Tracked, summary_notes, summary_table
 from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
 from kubesaga.store import SagaObject
 
@@ -109,6 +109,8 @@ async def _run(run: Run) -> int:
 
     out.print()
     out.print(summary_table(tracked))
+    for note in summary_notes(tracked):
+        out.print(f"  {note}", highlight=False)
     ok = finished and all(t.as_expected for t in tracked)
     total = time.monotonic() - t0
     parts = ", ".join(f"{k} {v:.1f}s" for k, v in run.timings.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -107,25 +108,35 @@ class Board:
 
 
 def summary_table(tracked: list[Tracked]) -> Table:
-    table = Table(title="kubesaga demo: summary", title_justify="left")
-    for column in ("EXAMPLE", "SAGA", "PHASE", "EXPECTED", "OK", "STEPS", "RETRIES", "DURATION"):
-        table.add_column(column)
-    table.add_column("WHAT HAPPENED", ratio=1, min_width=20)
+    """One row per saga; RESULT is ``ok`` when it ended in the phase its example expects."""
+    table = Table(title="kubesaga demo: summary", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("EXAMPLE", "SAGA", "PHASE", "RESULT", "STEPS", "RETRIES", "TIME"):
+        table.add_column(column, no_wrap=True)
     for t in tracked:
         status = t.saga.status if t.saga else None
-        ok = Text("yes", style="green") if t.as_expected else Text("NO", style="bold red")
+        if t.as_expected:
+            result = Text("ok", style="green")
+        else:
+            result = Text(f"WANTED {t.example.expected.value}", style="bold red")
         table.add_row(
             t.example.key,
             t.name,
             Text(t.phase.value, style=PHASE_STYLE[t.phase]),
-            t.example.expected.value,
-            ok,
+            result,
             status.progress if status else "-",
             str(t.retries()),
-            _duration(t) if t.settled else f"timed out after {t.elapsed():.0f}s",
-            _what_happened(t),
+            _duration(t) if t.settled else f">{t.elapsed():.0f}s",
         )
     return table
+
+
+def summary_notes(tracked: list[Tracked]) -> list[str]:
+    """What happened to the sagas that did not simply complete, one line each."""
+    return [
+        f"{t.example.key}: {_what_happened(t)}"
+        for t in tracked
+        if t.phase is not SagaPhase.COMPLETED or not t.as_expected
+    ]
 
 
 def _what_happened(t: Tracked) -> str:
