@@ -508,6 +508,10 @@ def test_operator_probes_use_healthz_on_the_metrics_port() -> None:
 def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() -> None:
     docs = render("kubesaga", "-f", str(WORKERS_VALUES))
     declared = yaml.safe_load(WORKERS_VALUES.read_text(encoding="utf-8"))["workers"]
+    examples = {
+        f"/app/{p.parent.relative_to(REPO_ROOT)}" for p in REPO_ROOT.glob("examples/*/handlers.py")
+    }
+    assert {worker["appDir"] for worker in declared} == examples
     fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
     for worker in declared:
         deployment = one(docs, "Deployment", f"kubesaga-worker-{worker['name']}")
