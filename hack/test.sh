@@ -12,13 +12,17 @@ if ! python3 -c 'import kubesaga, pytest, mypy' 2>/dev/null; then
 fi
 
 paths=(operator tests)
-[[ -d examples ]] && [[ -n "$(find examples -name '*.py' -print -quit)" ]] && paths+=(examples)
 [[ -d bench ]] && [[ -n "$(find bench -name '*.py' -print -quit)" ]] && paths+=(bench)
 
-echo "test: ruff check ${paths[*]}" >&2
-python3 -m ruff check "${paths[@]}"
+echo "test: ruff check ${paths[*]} examples" >&2
+python3 -m ruff check "${paths[@]}" examples
 echo "test: mypy --strict ${paths[*]}" >&2
 python3 -m mypy --strict "${paths[@]}"
+# Each example folder holds a handlers.py (folders with dashes are not packages): one run each.
+for handlers in examples/*/handlers.py; do
+    echo "test: mypy --strict $handlers" >&2
+    python3 -m mypy --strict "$handlers"
+done
 echo "test: import contracts (lint-imports)" >&2
 lint-imports --config pyproject.toml
 

@@ -69,6 +69,7 @@ def _register() -> None:
     """Commands defined next to the code they drive."""
     from kubesaga.cli.operator_cmd import operator
     from kubesaga.cli.sagas_cmd import compensate, get, start
+    from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.worker_cmd import worker
 
     app.command("operator")(operator)
@@ -76,6 +77,7 @@ def _register() -> None:
     app.command("get")(get)
     app.command("compensate")(compensate)
     app.command("worker")(worker)
+    app.command("demo")(demo)
 
 
 _register()
