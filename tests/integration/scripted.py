@@ -36,6 +36,8 @@ class Ledger:
     entries: list[Entry] = field(default_factory=list)
     rendezvous: dict[str, asyncio.Event] = field(default_factory=dict)
     arrivals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    signals: dict[tuple[str, str, str, str], asyncio.Event] = field(default_factory=dict)
+    """(kind, event, saga, step) -> set once such an entry was recorded; see ``wait_for``."""
 
     def record(self, kind: str, event: str, ctx: StepContext) -> None:
         self.entries.append(
@@ -49,6 +51,30 @@ class Ledger:
                 time.monotonic(),
             )
         )
+        self._signal(kind, event, ctx.saga_name, ctx.step_name).set()
+
+    def _signal(self, kind: str, event: str, saga: str, step: str) -> asyncio.Event:
+        return self.signals.setdefault((kind, event, saga, step), asyncio.Event())
+
+    async def wait_for(
+        self, saga: str, step: str, *, kind: str = "do", event: str = "start", timeout: float = 60
+    ) -> Entry:
+        """Wait (on an event, not by polling) until ``step`` of ``saga`` reached ``event``."""
+        async with asyncio.timeout(timeout):
+            await self._signal(kind, event, saga, step).wait()
+        return next(
+            e
+            for e in self.entries
+            if (e.kind, e.event, e.saga, e.step) == (kind, event, saga, step)
+        )
+
+    def dispatch_ids(self, saga: str, step: str, kind: str = "do") -> list[str]:
+        """Dispatch ids of every start of the step's handler of ``kind``, in order."""
+        return [
+            e.dispatch_id
+            for e in self.entries
+            if e.kind == kind and e.event == "start" and e.saga == saga and e.step == step
+        ]
 
     def steps(self, kind: str, saga: str, event: str = "end") -> list[str]:
         """Steps of ``saga`` whose handler of ``kind`` reached ``event``, in order."""
