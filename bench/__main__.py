@@ -101,6 +101,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             ("e2e", "seconds", e["seconds"]),
             ("e2e", "completion p50/p99 ms", _pair(e["completion"])),
             ("e2e", "step-to-step p50/p99 ms", _pair(e["step_to_step"])),
+            (
+                "e2e",
+                f"idle step-to-step p50/p99 ms ({e['probe_sagas']} sagas one by one)",
+                _pair(e["probe_step_to_step"]),
+            ),
             ("e2e", "status writes / step", e["writes_per_step"]),
             ("e2e", "409 conflicts", e["conflicts_409"]),
             ("e2e", "operator CPU s", e["operator_cpu_s"]),

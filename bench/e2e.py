@@ -70,10 +70,16 @@ def read_timings(work_dir: Path) -> list[list[Any]]:
 class FinalWatch:
     """ONE watch over the namespace, counting sagas that reached a final phase."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, expected: int) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, expected: int, prefix: str = "e2e-"
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.expected = expected
+        self.prefix = prefix
+        self.batch_final = 0
+        self.waiters: dict[str, asyncio.Event] = {}
+        self.errors: list[str] = []
         self.final: dict[str, tuple[str, float, datetime | None, datetime | None]] = {}
         """name -> (phase, monotonic time seen, finishedAt, creationTimestamp)."""
         self.done = asyncio.Event()
@@ -87,7 +93,7 @@ class FinalWatch:
         version = listing["metadata"]["resourceVersion"]
         self.started.set()
         deadline = time.monotonic() + timeout
-        while not self.done.is_set() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             stream = watch.Watch().stream(
                 custom.list_namespaced_custom_object,
                 API_GROUP,
@@ -98,26 +104,61 @@ class FinalWatch:
                 timeout_seconds=max(1, int(deadline - time.monotonic())),
                 allow_watch_bookmarks=True,
             )
-            async with stream:
-                async for event in stream:
-                    obj = event["object"]
-                    meta = obj.get("metadata") or {}
-                    version = meta.get("resourceVersion", version)
-                    if event["type"] not in ("ADDED", "MODIFIED"):
-                        continue
-                    status = obj.get("status") or {}
-                    phase = status.get("phase")
-                    name = meta.get("name", "")
-                    if phase in FINAL and name not in self.final:
-                        self.final[name] = (
-                            phase,
-                            time.monotonic(),
-                            parse_time(status.get("finishedAt")),
-                            parse_time(meta.get("creationTimestamp")),
-                        )
-                        if len(self.final) >= self.expected:
-                            self.done.set()
-                            return
+            try:
+                version = await self._consume(stream, version)
+            except Exception as error:  # re-list and re-watch; say what happened
+                self.errors.append(repr(error)[:300])
+                if len(self.errors) > 20:
+                    raise
+                listing = await custom.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, self.namespace, PLURAL
+                )
+                for obj in listing.get("items", []):
+                    self._see(obj)
+                version = listing["metadata"]["resourceVersion"]
+
+    async def _consume(self, stream: Any, version: str) -> str:
+        async with stream:
+            async for event in stream:
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {obj}")
+                version = (obj.get("metadata") or {}).get("resourceVersion", version)
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    self._see(obj)
+        return version
+
+    def _see(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        name = meta.get("name", "")
+        if phase not in FINAL or name in self.final:
+            return
+        self.final[name] = (
+            phase,
+            time.monotonic(),
+            parse_time(status.get("finishedAt")),
+            parse_time(meta.get("creationTimestamp")),
+        )
+        if name.startswith(self.prefix):
+            self.batch_final += 1
+            if self.batch_final >= self.expected:
+                self.done.set()
+        waiter = self.waiters.get(name)
+        if waiter is not None:
+            waiter.set()
+
+    async def wait_for(self, name: str, timeout: float) -> bool:
+        """Whether saga ``name`` reached a final phase within ``timeout`` seconds."""
+        if name in self.final:
+            return True
+        waiter = self.waiters.setdefault(name, asyncio.Event())
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 async def create_sagas(
@@ -160,6 +201,7 @@ async def run(
     timeout: float,
     platform_pids: dict[str, list[int]],
     profile: bool,
+    probes: int = 20,
 ) -> dict[str, Any]:
     store = SagaStore(api)
     procs: list[Proc] = []
@@ -203,14 +245,29 @@ async def run(
                 await asyncio.wait_for(
                     final.done.wait(), max(1.0, started + timeout - time.monotonic())
                 )
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
-            ended = max((t for _, t, _, _ in final.final.values()), default=time.monotonic())
+            ended = max(
+                (t for n, (_, t, _, _) in final.final.items() if n.startswith("e2e-")),
+                default=time.monotonic(),
+            )
             cpu = meter.stop(time.monotonic())
             profile_summary = await profiling.stop(profiler) if profiler else None
             profiler = None
             after = await scrape(http, cfg.metrics_port)
+            # Latency probe: sagas one at a time on the otherwise idle pipeline.
+            probe_spec = sample_spec(cfg.action, steps)
+            probe_deadline = time.monotonic() + timeout / 4
+            probed = 0
+            for index in range(probes):
+                if time.monotonic() >= probe_deadline:
+                    break
+                name = f"probe-{index:04d}"
+                await store.create(cfg.namespace, name, probe_spec)
+                if not await final.wait_for(name, max(probe_deadline - time.monotonic(), 0.1)):
+                    break
+                probed += 1
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
         memory = memory_kb(operator.pid)
         for proc in worker_procs:
             await proc.stop()
@@ -228,15 +285,17 @@ async def run(
     elapsed = max(ended - started, 1e-9)
     applied = delta("kubesaga_results_total", verdict="applied")
     writes = delta("kubesaga_status_writes_total")
-    completed = sum(1 for phase, *_ in final.final.values() if phase == "Completed")
     completion = []
     completion_server = []
-    for name, (_, _, finished, creation) in final.final.items():
+    batch = {n: v for n, v in final.final.items() if n.startswith("e2e-")}
+    completed = sum(1 for phase, *_ in batch.values() if phase == "Completed")
+    for name, (_, _, finished, creation) in batch.items():
         if finished is not None and name in created_at:
             completion.append((finished - created_at[name]).total_seconds())
         if finished is not None and creation is not None:
             completion_server.append((finished - creation).total_seconds())
-    gaps = step_gaps(records, steps)
+    gaps = step_gaps([r for r in records if str(r[0]).startswith("e2e-")], steps)
+    probe_gaps = step_gaps([r for r in records if str(r[0]).startswith("probe-")], steps)
     return {
         "sagas": sagas,
         "steps_per_saga": steps,
@@ -246,7 +305,7 @@ async def run(
         "log_level": cfg.log_level,
         "created": created,
         "create_seconds": round(created_s, 3),
-        "finished": len(final.final),
+        "finished": len(batch),
         "completed": completed,
         "seconds": round(elapsed, 3),
         "steps": applied,
@@ -264,7 +323,10 @@ async def run(
             k: round(v, 2) for k, v in latency_summary(completion_server).items()
         },
         "step_to_step": {k: round(v, 3) for k, v in latency_summary(gaps).items()},
+        "probe_sagas": probed,
+        "probe_step_to_step": {k: round(v, 3) for k, v in latency_summary(probe_gaps).items()},
         "handler_records": len(records),
+        "watch_errors": final.errors,
         "operator_cpu_s": cpu.get("operator", {}).get("cpu_s", math.nan),
         "operator_peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
         "cpu": cpu,
