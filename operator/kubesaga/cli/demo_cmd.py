@@ -39,14 +39,13 @@ def demo(
     Exits 0 when every saga reached its expected phase. With KUBESAGA_USE_EXISTING=1, KUBECONFIG
     and KUBESAGA_AMQP_URL it uses your cluster and broker instead of starting the local platform.
     """
-    from rich.console import Console
-
+    from kubesaga.cli.render import make_console
     from kubesaga.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(
         namespace=namespace, timeout=timeout, keep=keep, repo=repo, only=tuple(example or ())
     )
-    console = Console()
+    console = make_console()
     try:
         code = asyncio.run(run_demo(options, console))
     except DemoError as error:

@@ -67,9 +67,9 @@ def main() -> None:
 
 def _register() -> None:
     """Commands defined next to the code they drive."""
+    from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.operator_cmd import operator
     from kubesaga.cli.sagas_cmd import compensate, get, start
-    from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.worker_cmd import worker
 
     app.command("operator")(operator)

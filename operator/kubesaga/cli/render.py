@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -29,6 +30,14 @@ STEP_STYLE = {
     StepPhase.COMPENSATED: "magenta",
     StepPhase.COMPENSATION_FAILED: "bold red",
 }
+
+
+def make_console() -> Console:
+    """A console for people; 120 columns when writing to a file or a CI log, not 80."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    return console
 
 
 def age(since: datetime | None, now: datetime | None = None) -> str:

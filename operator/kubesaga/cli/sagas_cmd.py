@@ -44,9 +44,8 @@ def start(
     """Create the Sagas in FILE (like kubectl create -f), optionally waiting for them."""
     import yaml
     from pydantic import ValidationError
-    from rich.console import Console
 
-    from kubesaga.cli.render import saga_tree
+    from kubesaga.cli.render import make_console, saga_tree
     from kubesaga.models import SagaSpec
 
     docs = [d for d in yaml.safe_load_all(file.read_text(encoding="utf-8")) if d]
@@ -64,7 +63,7 @@ def start(
         manifests.append((meta.get("namespace") or namespace, meta["name"], spec))
 
     async def work(client: Any) -> None:
-        console = Console()
+        console = make_console()
         for ns, name, spec in manifests:
             await client.create(name, spec, namespace=ns)
             console.print(f"saga.kubesaga.io/{name} created")
@@ -84,12 +83,10 @@ def get(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
 ) -> None:
     """Show one saga as a tree of steps, or list sagas as a table."""
-    from rich.console import Console
-
-    from kubesaga.cli.render import saga_table, saga_tree
+    from kubesaga.cli.render import make_console, saga_table, saga_tree
 
     async def work(client: Any) -> None:
-        console = Console()
+        console = make_console()
         if name:
             console.print(saga_tree(await client.get(name, namespace=namespace)))
         else:

@@ -15,7 +15,7 @@ from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.store import SagaObject
 
 
-def build_registry(orchestrator: Orchestrator) -> kopf.OperatorRegistry:
+def build_registry(orchestrator: Orchestrator, namespaced: bool = False) -> kopf.OperatorRegistry:
     """A private registry (no global state), so tests can run several operators in one process."""
     registry = kopf.OperatorRegistry()
 
@@ -25,6 +25,9 @@ def build_registry(orchestrator: Orchestrator) -> kopf.OperatorRegistry:
         settings.posting.enabled = False  # we post our own Events, one per saga transition
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # Watching named namespaces needs no cluster-scope scans of CRDs and namespaces, so the
+        # namespaced RBAC can stay Role-only (the Helm chart relies on this).
+        settings.scanning.disabled = namespaced
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

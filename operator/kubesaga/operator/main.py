@@ -59,7 +59,7 @@ async def run_operator(
         await broker.consume_results(orchestrator.on_result)
         announce = asyncio.create_task(_announce_ready(ready_flag))
         await kopf.operator(
-            registry=build_registry(orchestrator),
+            registry=build_registry(orchestrator, namespaced=bool(settings.namespaces)),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
