@@ -175,16 +175,24 @@ class Orchestrator:
         self, key: Key, batch: list[tuple[Event, asyncio.Future[Outcome]]]
     ) -> list[Outcome]:
         obj = await self._load(key)
+        reread = False
         for _ in range(MAX_CONFLICT_RETRIES):
             if obj is None:
                 return [self._gone(event, key) for event, _ in batch]
             status, decisions = self._decide_all(obj, [event for event, _ in batch])
+            if not reread and any(d.verdict is Verdict.REJECTED for d in decisions):
+                # Judged on the watch's copy, which can lag the write of another replica (the
+                # one that dispatched this command): refuse a result only on the latest copy.
+                reread = True
+                obj = await self._refresh(key)
+                continue
             written = obj
             if any(d.changed for d in decisions):
                 try:
                     written = await self.store.replace_status(obj, status.to_wire())
                 except Conflict:
                     self.metrics.conflicts.inc()
+                    reread = True
                     obj = await self._refresh(key)
                     continue
                 except NotFound:
