@@ -90,8 +90,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             label = f"{kind} ({r['objects']} obj, {r['writers']} writers)"
             out.append(("ceiling", f"{label} writes/s", r["writes_per_s"]))
             out.append(("ceiling", f"{label} p50/p99 ms", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"))
-            cpu = r["cpu"]
-            out.append(("ceiling", f"{kind} CPU cores", _cpu_text(cpu)))
+            out.append(("ceiling", f"{kind} CPU cores", _cpu_text(r["cpu"])))
+            per_write = (
+                " ".join(f"{k}={1000 * v['cpu_s'] / r['writes']:.2f}" for k, v in r["cpu"].items())
+                if r["writes"]
+                else "nan"
+            )
+            out.append(("ceiling", f"{kind} CPU ms per write", per_write))
     e = results.get("e2e")
     if e:
         out += [
@@ -111,6 +116,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             ("e2e", "operator CPU s", e["operator_cpu_s"]),
             ("e2e", "operator peak RSS MB", e["operator_peak_rss_mb"]),
             ("e2e", "CPU cores", _cpu_text(e["cpu"])),
+            (
+                "e2e",
+                "CPU ms per step",
+                " ".join(f"{k}={v:.2f}" for k, v in e["cpu_ms_per_step"].items()),
+            ),
         ]
     s = results.get("scale")
     if s:

@@ -330,5 +330,9 @@ async def run(
         "operator_cpu_s": cpu.get("operator", {}).get("cpu_s", math.nan),
         "operator_peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
         "cpu": cpu,
+        "cpu_ms_per_step": {
+            name: round(1000 * v["cpu_s"] / applied, 2) if applied else math.nan
+            for name, v in cpu.items()
+        },
         "profile": profile_summary,
     }

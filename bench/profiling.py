@@ -14,6 +14,8 @@ from typing import Any
 
 RATE_HZ = 100
 TOP = 15
+IDLE_LEAVES = ("_worker (futures/thread.py)", "EpollSelector.select (selectors.py)")
+"""Leaf frames of a thread waiting for work (py-spy may not see these as idle)."""
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -37,7 +39,6 @@ async def start(pid: int, output: Path) -> Profiler | None:
         str(RATE_HZ),
         "--format",
         "raw",
-        "--nonblocking",
         "--output",
         str(output),
         stdin=asyncio.subprocess.DEVNULL,
@@ -99,12 +100,32 @@ def _bucket(stack: list[str]) -> str:
     return "other"
 
 
+def _activity(frames: list[str]) -> str:
+    """What the event loop was running: the first frame below the loop's callback runner."""
+    if frames and frames[0].startswith("Thread._bootstrap"):
+        return f"(thread) {frames[-1]}"
+    start = max(
+        (
+            i
+            for i, f in enumerate(frames)
+            if f.startswith(("Handle._run ", "BaseEventLoop._run_once "))
+        ),
+        default=-1,
+    )
+    for frame in frames[start + 1 :]:
+        if "(asyncio/" in frame or "(sslproto" in frame or frame.endswith("(ssl.py)"):
+            continue
+        return frame
+    return f"(event loop) {frames[-1]}" if frames else "?"
+
+
 def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
     """Top functions by own samples and by inclusive samples, and shares by area."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
+    activities: Counter[str] = Counter()
     for line in raw.splitlines():
         stack_text, _, count_text = line.rpartition(" ")
         if not stack_text or not count_text.isdigit():
@@ -116,11 +137,15 @@ def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
         if not raw_frames:
             continue
         frames = [_frame(f) for f in raw_frames]
+        if frames[-1] in IDLE_LEAVES:
+            idle += count
+            continue
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
         areas[_bucket(raw_frames)] += count
+        activities[_activity(frames)] += count
 
     def share(counter: Counter[str]) -> list[list[Any]]:
         return [
@@ -130,7 +155,9 @@ def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
 
     return {
         "samples": total,
+        "idle_samples": idle,
         "rate_hz": RATE_HZ,
+        "by_activity": share(activities),
         "by_area": share(areas),
         "top_self": share(own),
         "top_inclusive": share(inclusive),
