@@ -611,16 +611,25 @@ cmd_restart_broker() {
     flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
     local t0 step
     t0=$(now_ms)
+    local tries
     for step in stop_app start_app; do
         log "restart-broker: rabbitmqctl $step"
-        if ! (
-            rabbit_env
-            cd "$RS"
-            timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$step"
-        ) >"$LOGS/rabbitmqctl-$step.log" 2>&1; then
-            tail -n 25 "$LOGS/rabbitmqctl-$step.log" >&2 || true
-            die "rabbitmqctl $step failed (log: $LOGS/rabbitmqctl-$step.log)"
-        fi
+        # start_app can meet the old listener socket not yet released (eaddrinuse): try again.
+        for tries in 1 2 3 4 5 6 7 8 9 10; do
+            if (
+                rabbit_env
+                cd "$RS"
+                timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$step"
+            ) >"$LOGS/rabbitmqctl-$step.log" 2>&1; then
+                break
+            fi
+            if [[ $tries == 10 ]] || ! grep -q eaddrinuse "$LOGS/rabbitmqctl-$step.log"; then
+                tail -n 25 "$LOGS/rabbitmqctl-$step.log" >&2 || true
+                die "rabbitmqctl $step failed (log: $LOGS/rabbitmqctl-$step.log)"
+            fi
+            log "restart-broker: port still in use; trying $step again"
+            sleep 0.5
+        done
     done
     wait_ready RabbitMQ amqp_ready rabbitmq
     log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
