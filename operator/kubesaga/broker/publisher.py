@@ -22,6 +22,10 @@ CONTENT_TYPE = "application/json"
 APP_ID = "kubesaga"
 _MAX_SHORTSTR_BYTES = 255
 _MAX_REASON_CHARS = 4096
+_MAX_SAGA_HEADER_CHARS = 512
+"""Headers travel in one AMQP frame (RabbitMQ's frame_max is 128 KiB): an unbounded header lets
+one message (e.g. a saga name of 200,000 characters) make the broker close the whole connection
+with FRAME_ERROR, again on every redelivery. Names of real Sagas are far shorter."""
 
 
 def encode(model: WireModel) -> bytes:
@@ -75,7 +79,7 @@ def _message(body: bytes, *, message_id: str, type: str, saga: str) -> Message:
         message_id=message_id if fits else None,
         type=type,
         app_id=APP_ID,
-        headers={HEADER_SAGA: saga},
+        headers={HEADER_SAGA: saga[:_MAX_SAGA_HEADER_CHARS]},
     )
 
 
