@@ -180,6 +180,31 @@ async def test_declare_action_creates_the_action_queue_and_can_repeat(
     await channel.queue_delete(action_queue(action))
 
 
+async def test_action_queue_is_shared_by_installations_with_other_queue_names(
+    amqp_url: str, channel: AbstractChannel
+) -> None:
+    """Two operators (or test runs) with their own results/dead-letter queues may declare the
+    same action queue: no queue argument depends on those names."""
+    action = unique("test.shared")
+    brokers = [
+        await Broker.connect(
+            BrokerSettings(
+                url=amqp_url,
+                results_queue=unique(f"test.results.{n}"),
+                dead_letter_queue=unique(f"test.dead-letter.{n}"),
+            )
+        )
+        for n in (1, 2)
+    ]
+    try:
+        for broker in brokers:
+            await broker.declare_action(action)
+    finally:
+        for broker in brokers:
+            await broker.close()
+    await channel.queue_delete(action_queue(action))
+
+
 # -------------------------------------------------------------------------------- publishing
 
 

@@ -85,7 +85,7 @@ class Broker:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await declare_exchange(channel)
             broker = cls(settings, connection, channel, exchange, on_dead_letter)
-            await broker._declare(settings.dead_letter_queue, dead_lettered=False)
+            await broker._declare(settings.dead_letter_queue)
             await broker._declare(settings.results_queue)
         except BaseException:
             await connection.close()
@@ -117,7 +117,7 @@ class Broker:
         """Declare the action's queue (idempotent; once per process)."""
         await self._declare(action_queue(action))
 
-    async def _declare(self, name: str, *, dead_lettered: bool = True) -> None:
+    async def _declare(self, name: str) -> None:
         if name in self._declared:
             return
         await declare_queue(
@@ -125,7 +125,6 @@ class Broker:
             self._exchange,
             name,
             quorum=self.settings.quorum_queues,
-            dead_letter_queue=self.settings.dead_letter_queue if dead_lettered else None,
         )
         self._declared.add(name)
 
@@ -231,6 +230,5 @@ class Broker:
                 exchange,
                 name,
                 quorum=self.settings.quorum_queues,
-                dead_letter_queue=self.settings.dead_letter_queue,
             )
             await subscription.consume(queue)

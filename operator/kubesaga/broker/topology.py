@@ -41,15 +41,15 @@ def action_queue(action: str) -> str:
     return ACTION_QUEUE_PREFIX + action
 
 
-def queue_arguments(*, quorum: bool, dead_letter_queue: str | None) -> dict[str, Any]:
-    """Queue type, and where the broker itself dead-letters (e.g. a quorum delivery limit)."""
-    arguments: dict[str, Any] = {}
-    if quorum:
-        arguments["x-queue-type"] = "quorum"
-    if dead_letter_queue is not None:
-        arguments["x-dead-letter-exchange"] = EXCHANGE
-        arguments["x-dead-letter-routing-key"] = dead_letter_queue
-    return arguments
+def queue_arguments(*, quorum: bool) -> dict[str, Any]:
+    """Only the queue type.
+
+    No ``x-dead-letter-*`` arguments: kubesaga dead-letters explicitly (publishing the message
+    with its reason), and a dead-letter name baked into a queue's arguments would make every
+    later declaration with another name fail with PRECONDITION_FAILED (two installations or test
+    runs sharing an action queue). Broker-side dead-lettering is a policy, if you want it.
+    """
+    return {"x-queue-type": "quorum"} if quorum else {}
 
 
 async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:
@@ -62,13 +62,12 @@ async def declare_queue(
     name: str,
     *,
     quorum: bool,
-    dead_letter_queue: str | None,
 ) -> AbstractQueue:
     """A durable queue bound to the exchange under its own name."""
     queue = await channel.declare_queue(
         name,
         durable=True,
-        arguments=queue_arguments(quorum=quorum, dead_letter_queue=dead_letter_queue),
+        arguments=queue_arguments(quorum=quorum),
     )
     await queue.bind(exchange, routing_key=name)
     return queue
