@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 
 
@@ -27,7 +29,30 @@ async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             "no Kubernetes configuration: set KUBECONFIG (for the local platform run "
             '`eval "$(hack/testenv.sh up)"`) or run inside a cluster'
         )
-    return client.ApiClient(configuration=configuration)
+    api = client.ApiClient(configuration=configuration)
+    await _skip_environment_lookups(api)
+    return api
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NETRC")
+
+
+async def _skip_environment_lookups(api: client.ApiClient) -> None:
+    """Use a session with ``trust_env=False`` unless proxy variables are set.
+
+    kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, which looks up proxy
+    variables and ~/.netrc (in a thread) on every request: about 9% of the operator's CPU per
+    step in our profiles. The connector (pool, TLS context) is kept.
+    """
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
+    rest: Any = api.rest_client
+    old: aiohttp.ClientSession = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=old.connector, connector_owner=True, trust_env=False, read_bufsize=2**21
+    )
+    old._connector_owner = False  # the new session owns (and closes) the shared connector
+    await old.close()
 
 
 def _default_kubeconfig() -> str | None:
