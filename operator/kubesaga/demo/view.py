@@ -10,18 +10,10 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from kubesaga.cli.render import PHASE_STYLE
 from kubesaga.client import Saga
 from kubesaga.demo.examples import Example
 from kubesaga.models import SagaPhase
-
-PHASE_STYLE = {
-    SagaPhase.PENDING: "dim",
-    SagaPhase.RUNNING: "cyan",
-    SagaPhase.COMPLETED: "green",
-    SagaPhase.COMPENSATING: "yellow",
-    SagaPhase.COMPENSATED: "magenta",
-    SagaPhase.FAILED: "bold red",
-}
 
 
 @dataclass
