@@ -27,6 +27,7 @@ from bench.procs import PhaseConfig, delete_queues
 from bench.procstat import CpuMeter, load_average, machine_info
 from bench.report import final_line, final_values, table
 from kubesaga.broker.topology import ACTION_QUEUE_PREFIX
+from kubesaga.demo.cluster import apply_crd
 from kubesaga.store import make_api_client
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -168,7 +169,7 @@ async def main(args: argparse.Namespace) -> int:
     namespaces: list[str] = []
     api = await make_api_client(plat.kubeconfig)
     try:
-        await platform.apply_crd(api)
+        await apply_crd(api)
         results["machine"]["kube_apiserver"] = await platform.apiserver_version(api)
 
         def phase_cfg(phase: str) -> PhaseConfig:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import yaml
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bench.procstat import find_processes, process_cmdline
-from kubesaga.schema import CRD_NAME, saga_crd
+from kubesaga.demo.platform import parse_exports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTENV = REPO_ROOT / "hack" / "testenv.sh"
@@ -32,16 +30,6 @@ class Platform:
     started_here: bool
     state_dir: str | None = None
     pids: dict[str, list[int]] = field(default_factory=dict)
-
-
-def _parse_exports(text: str) -> dict[str, str]:
-    exports: dict[str, str] = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            exports[name] = value
-    return exports
 
 
 def acquire() -> Platform:
@@ -67,7 +55,7 @@ def acquire() -> Platform:
                 check=False,
             )
             started = started_file.exists() and started_file.read_text().strip() == "1"
-        exports = _parse_exports(proc.stdout)
+        exports = parse_exports(proc.stdout)
         if proc.returncode != 0 or not {"KUBECONFIG", "KUBESAGA_AMQP_URL"} <= exports.keys():
             raise SystemExit(
                 f"`hack/testenv.sh up` failed (exit {proc.returncode}); see its messages above. "
@@ -134,39 +122,6 @@ def platform_pids(platform: Platform) -> dict[str, list[int]]:
         ]
         pids["rabbitmq"] = found or []
     return {name: found for name, found in pids.items() if found}
-
-
-async def apply_crd(api: client.ApiClient) -> None:
-    """Create or replace the Saga CRD and wait until it is Established."""
-    crd = saga_crd()
-    ext = client.ApiextensionsV1Api(api)
-    body: Any = crd
-    try:
-        applied = await ext.create_custom_resource_definition(body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        existing = await ext.read_custom_resource_definition(CRD_NAME)
-        body = {
-            **crd,
-            "metadata": {**crd["metadata"], "resourceVersion": existing.metadata.resource_version},
-        }
-        applied = await ext.replace_custom_resource_definition(CRD_NAME, body)
-    generation = applied.metadata.generation
-    stream = watch.Watch().stream(
-        ext.list_custom_resource_definition,
-        field_selector=f"metadata.name={CRD_NAME}",
-        timeout_seconds=ESTABLISH_TIMEOUT_S,
-    )
-    async with stream:
-        async for event in stream:
-            obj = event["object"]
-            if obj.metadata.generation < generation:
-                continue
-            conditions = {c.type: c.status for c in (obj.status.conditions or [])}
-            if conditions.get("Established") == "True":
-                return
-    raise RuntimeError(f"CRD {CRD_NAME} not Established within {ESTABLISH_TIMEOUT_S}s")
 
 
 async def apiserver_version(api: client.ApiClient) -> str:
