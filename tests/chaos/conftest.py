@@ -16,7 +16,7 @@ from tests.integration.conftest import saga_crd_fixture
 
 __all__ = ["saga_crd_fixture"]
 
-DEFAULT_SAGAS = 40
+DEFAULT_SAGAS = 60
 FIGURES = pytest.StashKey[list[str]]()
 """Lines of figures the chaos test leaves for the terminal summary (shown in CI logs)."""
 

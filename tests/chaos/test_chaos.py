@@ -384,7 +384,7 @@ class Chaos:
         self.figures.conflicts_409 += int(metrics.get("kubesaga_status_conflicts_total", 0))
         self.figures.status_writes += int(metrics.get("kubesaga_status_writes_total", 0))
 
-    async def _every(self, period: float, action: Callable[[], Any]) -> None:
+    async def every(self, period: float, action: Callable[[], Any]) -> None:
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), period * self.rng.uniform(0.6, 1.4))
@@ -402,7 +402,9 @@ class Chaos:
         self.figures.operator_restarts += 1
 
     async def kill_worker(self) -> None:
-        proc = self.rng.choice(self.workers)
+        # Prefer a worker that is running a handler right now: the kill lands mid-step.
+        busy = [p for p in self.workers if p.pid is not None and open_runs(self.ledger, p.pid)]
+        proc = self.rng.choice(busy or self.workers)
         assert proc.pid is not None
         mid_step = open_runs(self.ledger, proc.pid)
         await proc.kill()
@@ -523,8 +525,8 @@ async def test_sagas_survive_chaos(
         await injector.start()
         tasks = [
             asyncio.create_task(watcher.run()),
-            asyncio.create_task(chaos._every(OPERATOR_KILL_EVERY_S, chaos.kill_operator)),
-            asyncio.create_task(chaos._every(WORKER_KILL_EVERY_S, chaos.kill_worker)),
+            asyncio.create_task(chaos.every(OPERATOR_KILL_EVERY_S, chaos.kill_operator)),
+            asyncio.create_task(chaos.every(WORKER_KILL_EVERY_S, chaos.kill_worker)),
             asyncio.create_task(
                 chaos.broker_schedule(
                     [window * 0.3, window * 0.7] if window >= 20 else [window / 2]
