@@ -202,6 +202,8 @@ def audit(
                     continue
                 if not dep_undone:
                     continue
+                # The dependent's first successful undo: a later re-run of the same dispatch id
+                # (a redelivery) may still be going on; that is the idempotent repeat, not order.
                 done_at = min(dep_undone.values())
                 if first_start <= done_at:
                     violations.append(

@@ -3,6 +3,7 @@
 ``--chaos-sagas N`` (or ``KUBESAGA_CHAOS_SAGAS``) sets how many sagas run through the faults; the
 default is the bounded size CI runs. The option is known when pytest is pointed at this folder
 (``pytest tests/chaos --chaos-sagas=300``); a run of the whole suite uses the environment variable.
+The fault schedule is random; the run prints its seed, and ``KUBESAGA_CHAOS_SEED`` replays it.
 """
 
 from __future__ import annotations
