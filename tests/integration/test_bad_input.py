@@ -8,9 +8,8 @@ part once: publish everything, then check. What must hold:
 - a status broken by hand through the status subresource is rebuilt (or the saga failed with a
   clear reason): the saga never sticks and never completes without running its steps.
 
-Two tests are strict xfails: they pin bugs found here (a hand-broken status; a result naming a
-saga the apiserver cannot look up) until the operator is fixed, then turn into failures (XPASS)
-that say "remove the marker".
+Two tests pinned bugs found here (a hand-broken status was trusted; a result naming a saga the
+apiserver cannot look up was requeued forever); both are fixed.
 """
 
 from __future__ import annotations
@@ -480,17 +479,6 @@ BROKEN_EXAMPLES: list[dict[str, Any]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "operator trusts a status it did not write (see the report of issue 6): "
-        "engine/decide.py _Run.run only rebuilds when observedGeneration is unset, then "
-        "_expire_attempts calls spec.step() on unknown names (KeyError, retried forever), "
-        "_advance completes a saga whose status lists no steps, a Running step without a "
-        "dispatch id is never dispatched again; orchestrator.observe -> _resume -> "
-        "inflight_commands re-publishes (or asserts on) dispatch ids from an unadopted status"
-    ),
-)
 async def test_status_broken_by_hand_is_rebuilt_or_failed(
     operator_settings: Settings,
     saga_client: SagaClient,
@@ -535,14 +523,6 @@ async def test_status_broken_by_hand_is_rebuilt_or_failed(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a result naming a saga the apiserver refuses to look up (400: a '%' in the name) is "
-        "requeued forever: store.get raises a non-404 ApiException, Orchestrator._drain turns it "
-        "into Outcome.requeue; SagaRef does not validate names (see the report of issue 6)"
-    ),
-)
 async def test_result_for_an_unaddressable_saga_is_dead_lettered(
     operator_settings: Settings, namespace: str, amqp_url: str
 ) -> None:

@@ -642,3 +642,77 @@ def test_inflight_commands_include_compensations_and_skip_backoff() -> None:
     sim.request_compensation()
     sim.answer("a")
     assert [(c.step, c.kind) for c in inflight_commands(sim.view())] == [("a", COMP)]
+
+
+# -- batches and foreign statuses ----------------------------------------------------------
+
+
+def test_a_batch_records_every_result_before_dispatching() -> None:
+    from kubesaga.engine import ResultReceived, decide_all
+
+    sim = Sim(
+        spec_of(
+            step("a", dependsOn=[]),
+            step("b", dependsOn=[]),
+            step("after_a", dependsOn=["a"]),
+        )
+    )
+    sim.reconcile()
+    ok_a = sim.result_for(sim.command("a"))
+    failed_b = sim.result_for(sim.command("b"), ok=False)
+    decision = decide_all(
+        sim.view(), [ResultReceived(ok_a), ResultReceived(failed_b)], sim.now, "t"
+    )
+    assert [v for v, _ in decision.verdicts] == [Verdict.APPLIED, Verdict.APPLIED]
+    assert all(c.kind is COMP for c in decision.commands)
+    assert decision.status.step("after_a").phase is StepPhase.SKIPPED
+
+
+def test_a_batch_gives_one_verdict_per_result() -> None:
+    from kubesaga.engine import ResultReceived, decide_all
+
+    sim = order_saga()
+    sim.reconcile()
+    good = sim.result_for(sim.command("order"))
+    forged = good.model_copy(update={"dispatch_id": "nope"})
+    decision = decide_all(sim.view(), [ResultReceived(forged), ResultReceived(good)], sim.now, "t")
+    assert [v for v, _ in decision.verdicts] == [Verdict.REJECTED, Verdict.APPLIED]
+    assert [c.step for c in decision.commands] == ["inventory"]
+
+
+def test_a_status_that_does_not_match_the_spec_fails_the_saga_and_dispatches_nothing() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    assert sim.status is not None
+    sim.status = sim.status.model_copy(update={"steps": []})
+    decision = sim.reconcile()
+    assert sim.phase() is SagaPhase.FAILED and not decision.commands
+    assert sim.status.reason == "InvalidStatus"
+    assert "do not match" in sim.status.message
+
+
+def test_a_running_step_nobody_dispatched_fails_the_saga_instead_of_hanging() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    assert sim.status is not None
+    broken = sim.status.model_copy(deep=True)
+    broken.steps[0].dispatch_id = None
+    sim.status = broken
+    sim.reconcile()
+    assert sim.phase() is SagaPhase.FAILED
+    assert "no attempt in flight" in sim.status.message
+
+
+def test_a_status_never_adopted_is_rebuilt_and_its_commands_never_republished() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    assert sim.status is not None
+    foreign = sim.status.model_copy(update={"observed_generation": None})
+    sim.status = foreign
+    assert inflight_commands(sim.view()) == []
+    decision = sim.reconcile()
+    assert [c.step for c in decision.commands] == ["order"]
+    assert (
+        sim.step("order").attempt == 1
+        and sim.command("order").dispatch_id != foreign.steps[0].dispatch_id
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-from kubesaga.engine.graph import StepGraph
+from kubesaga.engine.graph import StepGraph, status_problem
 from kubesaga.engine.types import SagaView
 from kubesaga.models import (
     AttemptStatus,
@@ -70,7 +70,9 @@ def inflight_commands(saga: SagaView) -> list[Command]:
 
     They carry the same dispatch ids as before, so a handler that already ran one can tell.
     """
-    if saga.status is None:
+    if saga.status is None or saga.status.observed_generation is None:
+        return []  # a status the operator never adopted: nothing of it was dispatched by us
+    if status_problem(saga.spec, saga.status) is not None:
         return []
     graph = StepGraph.of(saga.spec)
     commands: list[Command] = []

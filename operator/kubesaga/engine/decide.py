@@ -8,10 +8,11 @@ cluster or a broker, and the operator stays a thin read-decide-write-publish loo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from kubesaga.engine.commands import build_command, in_flight, make_dispatch_id
-from kubesaga.engine.graph import StepGraph, spec_problem
+from kubesaga.engine.graph import StepGraph, spec_problem, status_problem
 from kubesaga.engine.types import (
     Decision,
     Event,
@@ -42,9 +43,21 @@ COMPENSATION_PENDING = (StepPhase.SUCCEEDED, StepPhase.FAILED)
 
 def decide(saga: SagaView, event: Event, now: datetime, token: str) -> Decision:
     """Apply ``event`` to ``saga`` at time ``now``; return the new status and what to publish."""
+    return decide_all(saga, [event], now, token)
+
+
+def decide_all(saga: SagaView, events: Sequence[Event], now: datetime, token: str) -> Decision:
+    """Apply several events that arrived together, then move the saga on once.
+
+    Recording every result before deciding what to dispatch matters: with [b succeeded,
+    c failed] in one batch, the successor of b must not be dispatched, since c's failure starts
+    compensation. ``Decision.verdicts`` has one entry per event.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return _Run(saga, now, token).run(event)
+    if not events:
+        raise ValueError("decide_all needs at least one event")
+    return _Run(saga, now, token).run(events)
 
 
 def reject_spec(
@@ -120,29 +133,53 @@ class _Run:
 
     # -- entry ---------------------------------------------------------------------------
 
-    def run(self, event: Event) -> Decision:
-        verdict, reason = Verdict.APPLIED, ""
+    def run(self, events: Sequence[Event]) -> Decision:
+        def refuse_results(reason: str) -> list[tuple[Verdict, str]]:
+            return [
+                (Verdict.REJECTED, reason)
+                if isinstance(e, ResultReceived)
+                else (Verdict.APPLIED, "")
+                for e in events
+            ]
+
         if self.saga.status is None or self.status.observed_generation is None:
             problem = spec_problem(self.spec)
             if problem:
                 _fail_invalid(self.status, problem, self.now)
                 self.status.observed_generation = self.saga.generation
                 self._note("InvalidSpec", self.status.message, warning=True)
-                return self._decision(Verdict.APPLIED, "")
+                return self._decision(refuse_results("saga spec is invalid"))
             self._start()
-        elif self.status.reason == "InvalidSpec":
-            if isinstance(event, ResultReceived):
-                return self._decision(Verdict.REJECTED, "saga was rejected as invalid")
-            return self._decision(verdict, reason)
+        elif self.status.reason in ("InvalidSpec", "InvalidStatus"):
+            return self._decision(refuse_results("saga was rejected as invalid"))
+        else:
+            problem = status_problem(self.spec, self.status)
+            if problem:
+                self._fail_status(problem)
+                return self._decision(refuse_results("saga status is invalid"))
         spec_changed = self.status.observed_generation != self.saga.generation
         self.status.observed_generation = self.saga.generation
-        if isinstance(event, ResultReceived):
-            verdict, reason = self._apply_result(event.result)
-        if verdict is Verdict.APPLIED:
+        verdicts: list[tuple[Verdict, str]] = []
+        for event in events:
+            if isinstance(event, ResultReceived):
+                verdicts.append(self._apply_result(event.result))
+            else:
+                verdicts.append((Verdict.APPLIED, ""))
+        if any(verdict is Verdict.APPLIED for verdict, _ in verdicts):
             self._advance(spec_changed)
-        return self._decision(verdict, reason)
+        return self._decision(verdicts)
 
-    def _decision(self, verdict: Verdict, reason: str) -> Decision:
+    def _fail_status(self, problem: str) -> None:
+        """A status that cannot belong to this spec (edited by hand?): stop, a human must look."""
+        st = self.status
+        st.phase = SagaPhase.FAILED
+        st.reason = "InvalidStatus"
+        st.message = f"invalid status: {problem}; nothing more is dispatched"
+        st.finished_at = self.now
+        _set_condition(st, "Finished", "True", "Failed", st.message, self.now)
+        self._note("InvalidStatus", st.message, warning=True)
+
+    def _decision(self, verdicts: list[tuple[Verdict, str]]) -> Decision:
         self._derive()
         commands = tuple(
             build_command(self.saga.ref, self.spec, self.graph, self.status, step, kind)
@@ -154,8 +191,9 @@ class _Run:
             commands=commands,
             transitions=tuple(self.transitions),
             wake_at=self._wake_at(),
-            verdict=verdict,
-            reason=reason,
+            verdict=verdicts[0][0],
+            reason=verdicts[0][1],
+            verdicts=tuple(verdicts),
             samples=tuple(self.samples),
         )
 

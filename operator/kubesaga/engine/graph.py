@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from kubesaga.models import SagaSpec, limits
+from kubesaga.models import SagaSpec, SagaStatus, StepPhase, limits
 
 
 @dataclass(frozen=True)
@@ -97,4 +97,26 @@ def find_cycle(deps: Mapping[str, tuple[str, ...]]) -> list[str] | None:
             found = visit(node)
             if found:
                 return found
+    return None
+
+
+def status_problem(spec: SagaSpec, status: SagaStatus) -> str | None:
+    """Why ``status`` cannot be the operator's record of ``spec`` (edited by hand?), or None.
+
+    The engine trusts what it wrote; this check keeps a status from elsewhere from completing a
+    saga that never ran or from leaving it waiting for an attempt nobody dispatched.
+    """
+    names = [s.name for s in status.steps]
+    expected = [s.name for s in spec.steps]
+    if names != expected:
+        return f"status steps {names} do not match the spec's steps {expected}"
+    for step in status.steps:
+        if step.phase is StepPhase.RUNNING and step.attempt < 1:
+            return f"step {step.name!r} is Running but was never dispatched"
+        if step.phase is StepPhase.RUNNING and not (step.dispatch_id or step.next_attempt_at):
+            return f"step {step.name!r} is Running with no attempt in flight or due"
+        if step.phase is StepPhase.COMPENSATING:
+            comp = step.compensation
+            if comp is None or comp.attempt < 1 or not (comp.dispatch_id or comp.next_attempt_at):
+                return f"step {step.name!r} is Compensating with no attempt in flight or due"
     return None

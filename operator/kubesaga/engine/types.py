@@ -68,6 +68,8 @@ class Decision:
     """Earliest time the engine must be called again (backoff, timeout, deadline)."""
     verdict: Verdict = Verdict.APPLIED
     reason: str = ""
-    """Why a result was rejected or recognised as a duplicate."""
+    """Why a result was rejected or recognised as a duplicate (of the first event)."""
+    verdicts: tuple[tuple[Verdict, str], ...] = ()
+    """Verdict and reason per event, for a batch (``decide_all``)."""
     samples: tuple[tuple[str, float], ...] = field(default=())
     """(action, seconds from dispatch to result) for results applied in this call."""

@@ -25,12 +25,16 @@ class CommandKind(StrEnum):
     COMPENSATE = "compensate"
 
 
-class SagaRef(WireModel):
-    """Which Saga object a message belongs to."""
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-    namespace: str
-    name: str
-    uid: str
+
+class SagaRef(WireModel):
+    """Which Saga object a message belongs to (validated: a bad reference is malformed)."""
+
+    namespace: str = Field(max_length=63, pattern=DNS_LABEL)
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
+    uid: str = Field(min_length=1, max_length=128)
     """metadata.uid: tells apart two sagas that reused a name."""
 
 

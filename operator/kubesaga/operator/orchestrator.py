@@ -26,7 +26,7 @@ from kubesaga.engine import (
     ResultReceived,
     SagaView,
     Verdict,
-    decide,
+    decide_all,
     inflight_commands,
     reject_spec,
 )
@@ -93,8 +93,8 @@ class Orchestrator:
         if known is not None and not obj.newer_than(known):
             return  # our own write coming back, or an older copy
         self.cache[obj.key] = obj
-        self._resume(obj)
         self._enqueue(obj.key, Reconcile())
+        self._resume(obj)
 
     def _resume(self, obj: SagaObject) -> None:
         """First look at a saga in this process: re-publish what may have been lost.
@@ -104,7 +104,10 @@ class Orchestrator:
         """
         if obj.key not in self.seen:
             self.seen.add(obj.key)
-            self._republish_inflight(obj, only_stale=False)
+            try:
+                self._republish_inflight(obj, only_stale=False)
+            except Exception:  # never let one odd saga stop the watch or its own reconcile
+                log.exception("re-publishing for %s/%s failed", obj.namespace, obj.name)
 
     def forget(self, key: Key) -> None:
         self.cache.pop(key, None)
@@ -180,15 +183,16 @@ class Orchestrator:
         for _ in range(MAX_CONFLICT_RETRIES):
             if obj is None:
                 return [self._gone(event, key) for event, _ in batch]
-            status, decisions = self._decide_all(obj, [event for event, _ in batch])
-            if not reread and any(d.verdict is Verdict.REJECTED for d in decisions):
+            decision = self._decide(obj, [event for event, _ in batch])
+            if not reread and any(v is Verdict.REJECTED for v, _ in decision.verdicts):
                 # Judged on the watch's copy, which can lag the write of another replica (the
                 # one that dispatched this command): refuse a result only on the latest copy.
                 reread = True
                 obj = await self._refresh(key)
                 continue
             written = obj
-            if any(d.changed for d in decisions):
+            status = decision.status
+            if decision.changed:
                 try:
                     written = await self.store.replace_status(obj, status.to_wire())
                 except Conflict:
@@ -207,8 +211,11 @@ class Orchestrator:
                 known = self.cache.get(key)
                 if known is None or written.newer_than(known):
                     self.cache[key] = written
-            await self._after_write(key, written, decisions)
-            return [self._outcome(d, event) for d, (event, _) in zip(decisions, batch, strict=True)]
+            await self._after_write(key, written, decision)
+            return [
+                self._outcome(verdict, event)
+                for verdict, (event, _) in zip(decision.verdicts, batch, strict=True)
+            ]
         log.warning("saga %s/%s: too many write conflicts; will retry", *key)
         return [Outcome.requeue("too many write conflicts")] * len(batch)
 
@@ -248,9 +255,8 @@ class Orchestrator:
         ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
         return SagaView(ref=ref, generation=obj.generation, spec=spec, status=status)
 
-    def _decide_all(
-        self, obj: SagaObject, events: list[Event]
-    ) -> tuple[SagaStatus, list[Decision]]:
+    def _decide(self, obj: SagaObject, events: list[Event]) -> Decision:
+        """One engine call for the whole batch: results recorded first, then one step forward."""
         now = self.clock()
         view = self._view(obj)
         if isinstance(view, str):
@@ -258,28 +264,21 @@ class Orchestrator:
             with contextlib.suppress(ValidationError):
                 known = parse_status(obj.status)
             decision = reject_spec(known, obj.generation, view, now)
-            refused = replace(
-                decision, changed=False, verdict=Verdict.REJECTED, reason="saga spec is invalid"
+            verdicts = tuple(
+                (Verdict.REJECTED, "saga spec is invalid")
+                if isinstance(event, ResultReceived)
+                else (Verdict.APPLIED, "")
+                for event in events
             )
-            return decision.status, [
-                refused if isinstance(event, ResultReceived) else decision for event in events
-            ]
-        decisions: list[Decision] = []
-        status = view.status
-        for event in events:
-            current = SagaView(view.ref, view.generation, view.spec, status)
-            decision = decide(current, event, now, secrets.token_hex(6))
-            status = decision.status
-            decisions.append(decision)
-        assert status is not None
-        return status, decisions
+            return replace(decision, verdicts=verdicts)
+        return decide_all(view, events, now, secrets.token_hex(6))
 
-    def _outcome(self, decision: Decision, event: Event) -> Outcome:
+    def _outcome(self, verdict: tuple[Verdict, str], event: Event) -> Outcome:
         if not isinstance(event, ResultReceived):
             return Outcome.ack()
-        self.metrics.results.labels(verdict=decision.verdict.value).inc()
-        if decision.verdict is Verdict.REJECTED:
-            return Outcome.dead_letter(decision.reason)
+        self.metrics.results.labels(verdict=verdict[0].value).inc()
+        if verdict[0] is Verdict.REJECTED:
+            return Outcome.dead_letter(verdict[1])
         return Outcome.ack()
 
     def _gone(self, event: Event, key: Key) -> Outcome:
@@ -288,32 +287,28 @@ class Orchestrator:
             return Outcome.dead_letter(f"saga {key[0]}/{key[1]} not found")
         return Outcome.ack()
 
-    async def _after_write(self, key: Key, obj: SagaObject, decisions: list[Decision]) -> None:
-        commands = [c for d in decisions for c in d.commands]
-        if commands:
-            await self._publish(key, commands)
-        for d in decisions:
-            for action, seconds in d.samples:
-                self.metrics.step_seconds.labels(action=action).observe(seconds)
+    async def _after_write(self, key: Key, obj: SagaObject, decision: Decision) -> None:
+        if decision.commands:
+            await self._publish(key, list(decision.commands))
+        for action, seconds in decision.samples:
+            self.metrics.step_seconds.labels(action=action).observe(seconds)
         if self.events is not None:
-            self.events.post(obj, tuple(t for d in decisions for t in d.transitions))
-        for d in decisions:
-            for t in d.transitions:
-                # Saga phases and problems at INFO; routine step progress at DEBUG (a log line
-                # per step was 8% of the operator's CPU in profiles, and Events record it).
-                level = logging.INFO if t.step is None or t.warning else logging.DEBUG
-                if log.isEnabledFor(level):
-                    log.log(
-                        level,
-                        "%s/%s %s: %s",
-                        obj.namespace,
-                        obj.name,
-                        t.reason,
-                        t.message,
-                        extra={"saga": f"{obj.namespace}/{obj.name}", "step": t.step},
-                    )
-        wake = [d.wake_at for d in decisions if d.wake_at is not None]
-        await self._plan(key, obj, min(wake) if wake else None)
+            self.events.post(obj, decision.transitions)
+        for t in decision.transitions:
+            # Saga phases and problems at INFO; routine step progress at DEBUG (a log line per
+            # step was 8% of the operator's CPU in profiles, and Events record it).
+            level = logging.INFO if t.step is None or t.warning else logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "%s/%s %s: %s",
+                    obj.namespace,
+                    obj.name,
+                    t.reason,
+                    t.message,
+                    extra={"saga": f"{obj.namespace}/{obj.name}", "step": t.step},
+                )
+        await self._plan(key, obj, decision.wake_at)
 
     async def _publish(self, key: Key, commands: list[Command]) -> None:
         """Publish after the write (status is the outbox); on failure, retry from status later."""
