@@ -604,32 +604,38 @@ cmd_env() {
 
 # Restart the broker application in place: clients lose their connections, durable queues and
 # persistent messages survive (unlike `down` + `up`, which starts RabbitMQ with fresh data).
+# One rabbitmqctl command against this platform's node; output in $LOGS/rabbitmqctl-<cmd>.log.
+rabbitmqctl_step() {
+    log "restart-broker: rabbitmqctl $1"
+    (
+        rabbit_env
+        cd "$RS"
+        timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$1"
+    ) >"$LOGS/rabbitmqctl-$1.log" 2>&1
+}
+
 cmd_restart_broker() {
     pid_of rabbitmq >/dev/null || die "no RabbitMQ node of this platform runs; start it with: eval \"\$(hack/testenv.sh up)\""
     mkdir -p "$LOGS"
     exec 9>"$STATE/.lock"
     flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
-    local t0 step
+    local t0
     t0=$(now_ms)
+    rabbitmqctl_step stop_app || die "rabbitmqctl stop_app failed (log: $LOGS/rabbitmqctl-stop_app.log)"
+    # start_app can meet the old listener socket not yet released (eaddrinuse), which leaves the
+    # app half started: stop it again and retry, a few times.
     local tries
-    for step in stop_app start_app; do
-        log "restart-broker: rabbitmqctl $step"
-        # start_app can meet the old listener socket not yet released (eaddrinuse): try again.
-        for tries in 1 2 3 4 5 6 7 8 9 10; do
-            if (
-                rabbit_env
-                cd "$RS"
-                timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$step"
-            ) >"$LOGS/rabbitmqctl-$step.log" 2>&1; then
-                break
-            fi
-            if [[ $tries == 10 ]] || ! grep -q eaddrinuse "$LOGS/rabbitmqctl-$step.log"; then
-                tail -n 25 "$LOGS/rabbitmqctl-$step.log" >&2 || true
-                die "rabbitmqctl $step failed (log: $LOGS/rabbitmqctl-$step.log)"
-            fi
-            log "restart-broker: port still in use; trying $step again"
-            sleep 0.5
-        done
+    for tries in 1 2 3 4 5 6 7 8 9 10; do
+        if rabbitmqctl_step start_app; then
+            break
+        fi
+        if [[ $tries == 10 ]] || ! grep -q eaddrinuse "$LOGS/rabbitmqctl-start_app.log"; then
+            tail -n 25 "$LOGS/rabbitmqctl-start_app.log" >&2 || true
+            die "rabbitmqctl start_app failed (log: $LOGS/rabbitmqctl-start_app.log)"
+        fi
+        log "restart-broker: AMQP port still held; stopping the app and trying again"
+        rabbitmqctl_step stop_app || true
+        sleep 1
     done
     wait_ready RabbitMQ amqp_ready rabbitmq
     log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
