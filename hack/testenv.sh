@@ -10,7 +10,7 @@
 #   hack/testenv.sh helm-path      print the path of the cached helm v3 binary (builds it if needed)
 #   hack/testenv.sh env            print the exports of a running platform (no start)
 #   hack/testenv.sh restart-broker restart RabbitMQ of the running platform, keeping its data
-#                                  (rabbitmqctl stop_app + start_app); for broker-restart tests
+#                                  (the whole node stops and starts); for broker-restart tests
 #
 # Environment:
 #   KUBEBUILDER_ASSETS      folder holding kube-apiserver and etcd (envtest convention); else they are
@@ -18,7 +18,9 @@
 #   KUBESAGA_USE_EXISTING=1 start nothing; `up` re-exports the caller's KUBECONFIG and KUBESAGA_AMQP_URL.
 #   KUBESAGA_TESTENV_DIR    state dir (default ~/.cache/kubesaga/testenv)
 #   KUBESAGA_BIN_DIR        binary cache (default ~/.cache/kubesaga/bin)
-#   KUBESAGA_TESTENV_{ETCD,APISERVER,AMQP,EPMD}_PORT   ports (defaults 32379, 36443, 35672, 34369)
+#   KUBESAGA_TESTENV_{ETCD,APISERVER,AMQP,EPMD}_PORT   ports (defaults 22379, 26443, 29672, 24369: below
+#                           the kernel's ephemeral range, so a restarted broker cannot find its port taken
+#                           as the source port of some outgoing connection)
 #   GO                      go binary (default: `go` on PATH, else /usr/local/go/bin/go)
 #   KUBESAGA_TESTENV_STARTED_FILE  `up` writes 1 there if it started any process (the caller then
 #                           owns the platform and should `down` it), 0 if it only reused.
@@ -29,12 +31,12 @@ MODS="$ROOT/hack/testenv"
 STATE="${KUBESAGA_TESTENV_DIR:-$HOME/.cache/kubesaga/testenv}"
 BIN_DIR="${KUBESAGA_BIN_DIR:-$HOME/.cache/kubesaga/bin}"
 
-ETCD_PORT="${KUBESAGA_TESTENV_ETCD_PORT:-32379}"
+ETCD_PORT="${KUBESAGA_TESTENV_ETCD_PORT:-22379}"
 ETCD_PEER_PORT="$((ETCD_PORT + 1))"
-APISERVER_PORT="${KUBESAGA_TESTENV_APISERVER_PORT:-36443}"
-AMQP_PORT="${KUBESAGA_TESTENV_AMQP_PORT:-35672}"
+APISERVER_PORT="${KUBESAGA_TESTENV_APISERVER_PORT:-26443}"
+AMQP_PORT="${KUBESAGA_TESTENV_AMQP_PORT:-29672}"
 RABBIT_DIST_PORT="$((AMQP_PORT + 1))"
-EPMD_PORT="${KUBESAGA_TESTENV_EPMD_PORT:-34369}"
+EPMD_PORT="${KUBESAGA_TESTENV_EPMD_PORT:-24369}"
 
 AMQP_USER=kubesaga
 AMQP_PASS=kubesaga-test
@@ -361,13 +363,19 @@ rabbit_env() {
     export ERL_EPMD_PORT="$EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
 }
 
+# start_rabbit [keep]: a fresh node, or with `keep` the same node and data (restart-broker).
 start_rabbit() {
     alive rabbitmq && return 0
     stop_pid rabbitmq-wrapper 5
     ensure_port_free "$AMQP_PORT" "RabbitMQ AMQP"
     ensure_port_free "$RABBIT_DIST_PORT" "RabbitMQ distribution"
-    log "starting RabbitMQ node $RABBIT_NODENAME on 127.0.0.1:$AMQP_PORT (fresh data)"
-    rm -rf "$RS/mnesia" "$RS/log" "$RS/rabbit.pid"
+    if [[ "${1:-}" == keep ]]; then
+        log "starting RabbitMQ node $RABBIT_NODENAME on 127.0.0.1:$AMQP_PORT (data kept)"
+        rm -f "$RS/rabbit.pid"
+    else
+        log "starting RabbitMQ node $RABBIT_NODENAME on 127.0.0.1:$AMQP_PORT (fresh data)"
+        rm -rf "$RS/mnesia" "$RS/log" "$RS/rabbit.pid"
+    fi
     mkdir -p "$RS/home" "$RS/mnesia" "$RS/log"
     if [[ ! -s "$RS/home/.erlang.cookie" ]]; then
         (umask 077 && od -An -N20 -tx1 /dev/urandom | tr -d ' \n' >"$RS/home/.erlang.cookie")
@@ -602,18 +610,8 @@ cmd_env() {
     print_exports "$KUBECONFIG_PATH" "$AMQP_URL"
 }
 
-# Restart the broker application in place: clients lose their connections, durable queues and
+# Restart the broker node, keeping its data: clients lose their connections, durable queues and
 # persistent messages survive (unlike `down` + `up`, which starts RabbitMQ with fresh data).
-# One rabbitmqctl command against this platform's node; output in $LOGS/rabbitmqctl-<cmd>.log.
-rabbitmqctl_step() {
-    log "restart-broker: rabbitmqctl $1"
-    (
-        rabbit_env
-        cd "$RS"
-        timeout 60 "$RABBIT_LIB/rabbitmqctl" -q "$1"
-    ) >"$LOGS/rabbitmqctl-$1.log" 2>&1
-}
-
 cmd_restart_broker() {
     pid_of rabbitmq >/dev/null || die "no RabbitMQ node of this platform runs; start it with: eval \"\$(hack/testenv.sh up)\""
     mkdir -p "$LOGS"
@@ -621,23 +619,13 @@ cmd_restart_broker() {
     flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
     local t0
     t0=$(now_ms)
-    rabbitmqctl_step stop_app || die "rabbitmqctl stop_app failed (log: $LOGS/rabbitmqctl-stop_app.log)"
-    # start_app can meet the old listener socket not yet released (eaddrinuse), which leaves the
-    # app half started: stop it again and retry, a few times.
-    local tries
-    for tries in 1 2 3 4 5 6 7 8 9 10; do
-        if rabbitmqctl_step start_app; then
-            break
-        fi
-        if [[ $tries == 10 ]] || ! grep -q eaddrinuse "$LOGS/rabbitmqctl-start_app.log"; then
-            tail -n 25 "$LOGS/rabbitmqctl-start_app.log" >&2 || true
-            die "rabbitmqctl start_app failed (log: $LOGS/rabbitmqctl-start_app.log)"
-        fi
-        log "restart-broker: AMQP port still held; stopping the app and trying again"
-        rabbitmqctl_step stop_app || true
-        sleep 1
-    done
-    wait_ready RabbitMQ amqp_ready rabbitmq
+    # A whole-node restart, as a real broker restart is: connections drop, durable queues and
+    # persistent messages survive. (rabbitmqctl stop_app/start_app in place proved fragile: a
+    # start_app that fails half way leaves mnesia running and the node unusable.)
+    stop_rabbit
+    start_rabbit keep
+    wait_ready RabbitMQ amqp_ready rabbitmq-wrapper epmd
+    record_rabbit_beam || die "RabbitMQ is up but wrote no pid file at $RS/rabbit.pid"
     log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
 }
 
