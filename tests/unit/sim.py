@@ -15,7 +15,6 @@ from kubesaga.models import (
     CommandKind,
     ErrorInfo,
     Result,
-    ResultStatus,
     SagaPhase,
     SagaRef,
     SagaSpec,
@@ -95,16 +94,10 @@ class Sim:
         retryable: bool = False,
         error_type: str = "Error",
     ) -> Result:
-        return Result(
-            dispatch_id=cmd.dispatch_id,
-            saga=cmd.saga,
-            step=cmd.step,
-            kind=cmd.kind,
-            attempt=cmd.attempt,
-            status=ResultStatus.SUCCEEDED if ok else ResultStatus.FAILED,
-            output=(output if output is not None else {"done": cmd.step}) if ok else None,
-            error=None if ok else ErrorInfo(message=error, type=error_type, retryable=retryable),
-        )
+        if not ok:
+            info = ErrorInfo(message=error, type=error_type, retryable=retryable)
+            return Result.answering(cmd, error=info)
+        return Result.answering(cmd, output=output if output is not None else {"done": cmd.step})
 
     def answer(
         self,

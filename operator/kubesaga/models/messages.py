@@ -87,6 +87,28 @@ class Result(WireModel):
     worker: str | None = None
     """Name of the worker that ran it, for logs."""
 
+    @classmethod
+    def answering(
+        cls,
+        command: Command,
+        *,
+        output: JsonObject | None = None,
+        error: ErrorInfo | None = None,
+        worker: str | None = None,
+    ) -> Result:
+        """The result of ``command``: failed when ``error`` is given, else succeeded."""
+        return cls(
+            dispatch_id=command.dispatch_id,
+            saga=command.saga,
+            step=command.step,
+            kind=command.kind,
+            attempt=command.attempt,
+            status=ResultStatus.FAILED if error is not None else ResultStatus.SUCCEEDED,
+            output=output if error is None else None,
+            error=error,
+            worker=worker,
+        )
+
     @model_validator(mode="after")
     def _error_iff_failed(self) -> Result:
         if self.status is ResultStatus.FAILED and self.error is None:

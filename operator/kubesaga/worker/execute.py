@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubesaga.errors import SagaError, error_info
-from kubesaga.models import Command, CommandKind, ErrorInfo, JsonObject, Result, ResultStatus
+from kubesaga.models import Command, CommandKind, ErrorInfo, JsonObject, Result
 from kubesaga.worker.context import StepContext
 
 log = logging.getLogger("kubesaga.worker")
@@ -85,16 +85,7 @@ async def execute(
     except Exception as exc:
         return _handler_failed(command, worker, exc, extra)
     log.info("handler succeeded", extra=extra)
-    return Result(
-        dispatch_id=command.dispatch_id,
-        saga=command.saga,
-        step=command.step,
-        kind=command.kind,
-        attempt=command.attempt,
-        status=ResultStatus.SUCCEEDED,
-        output=output,
-        worker=worker,
-    )
+    return Result.answering(command, output=output, worker=worker)
 
 
 async def _call(handler: Handler, ctx: StepContext, executor: Executor | None) -> object:
@@ -151,13 +142,4 @@ def _handler_failed(
 
 
 def _failed(command: Command, worker: str, error: ErrorInfo) -> Result:
-    return Result(
-        dispatch_id=command.dispatch_id,
-        saga=command.saga,
-        step=command.step,
-        kind=command.kind,
-        attempt=command.attempt,
-        status=ResultStatus.FAILED,
-        error=error,
-        worker=worker,
-    )
+    return Result.answering(command, error=error, worker=worker)
