@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.client import SagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
-from tests.integration.harness import operator_task
+from tests.integration.harness import operator_task, unique
 
 ESTABLISH_TIMEOUT_S = 60
 
@@ -102,3 +104,43 @@ async def running_operator(
     """An operator task watching the test's namespace."""
     async with operator_task(operator_settings):
         yield operator_settings
+
+
+# ------------------------------------------------------------------ broker-level tests
+
+
+@pytest.fixture
+def settings(amqp_url: str) -> BrokerSettings:
+    """Broker settings with results and dead-letter queues of the test's own."""
+    return BrokerSettings(
+        url=amqp_url,
+        results_queue=unique("test.results"),
+        dead_letter_queue=unique("test.dead-letter"),
+        requeue_delay=0.01,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def channel(amqp_connection: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
+    """A plain channel of the test's own, to look at queues from the outside."""
+    ch = await amqp_connection.channel()
+    try:
+        yield ch
+    finally:
+        await ch.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def broker(
+    settings: BrokerSettings, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Broker]:
+    """A connected Broker (the operator's side); deletes the test's queues afterwards."""
+    b = await Broker.connect(settings)
+    try:
+        yield b
+    finally:
+        await b.close()
+        cleanup = await amqp_connection.channel()
+        for name in (settings.results_queue, settings.dead_letter_queue):
+            await cleanup.queue_delete(name)
+        await cleanup.close()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,11 @@ from kubesaga.operator.main import READY_LINE
 from kubesaga.settings import Settings
 
 READY_TIMEOUT_S = 60
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (queues, actions)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def broker_settings(settings: Settings) -> BrokerSettings:

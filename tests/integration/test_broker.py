@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 import pytest
-import pytest_asyncio
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from kubesaga.broker import (
     DEAD_LETTER_QUEUE,
@@ -28,14 +27,11 @@ from kubesaga.broker import (
     action_queue,
 )
 from kubesaga.models import Command, CommandKind, Result, ResultStatus, SagaRef
+from tests.integration.harness import unique
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 30
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def make_command(action: str, **changes: object) -> Command:
@@ -62,41 +58,6 @@ def make_result(**changes: object) -> Result:
         "output": {"order_id": "o-1"},
     }
     return Result.model_validate({**fields, **changes})
-
-
-@pytest.fixture
-def settings(amqp_url: str) -> BrokerSettings:
-    return BrokerSettings(
-        url=amqp_url,
-        results_queue=unique("test.results"),
-        dead_letter_queue=unique("test.dead-letter"),
-        requeue_delay=0.01,
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def channel(amqp_connection: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
-    """A plain channel of the test's own, to look at queues from the outside."""
-    ch = await amqp_connection.channel()
-    try:
-        yield ch
-    finally:
-        await ch.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def broker(
-    settings: BrokerSettings, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Broker]:
-    b = await Broker.connect(settings)
-    try:
-        yield b
-    finally:
-        await b.close()
-        cleanup = await amqp_connection.channel()
-        for name in (settings.results_queue, settings.dead_letter_queue):
-            await cleanup.queue_delete(name)
-        await cleanup.close()
 
 
 async def ready_count(channel: AbstractChannel, queue: str) -> int:

@@ -21,21 +21,18 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import pytest
 import pytest_asyncio
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from kubesaga.broker import Broker, BrokerSettings, action_queue
 from kubesaga.errors import RetryableError
 from kubesaga.models import Command, CommandKind, Result, ResultStatus, SagaRef
 from kubesaga.worker import StepContext, Worker
+from tests.integration.harness import unique
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 30
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def make_command(action: str, kind: CommandKind = CommandKind.EXECUTE, **changes: Any) -> Command:
@@ -66,44 +63,9 @@ class Results:
             return await self.queue.get()
 
 
-@pytest.fixture
-def settings(amqp_url: str) -> BrokerSettings:
-    return BrokerSettings(
-        url=amqp_url,
-        results_queue=unique("test.results"),
-        dead_letter_queue=unique("test.dead-letter"),
-        requeue_delay=0.01,
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def channel(amqp_connection: AbstractRobustConnection) -> AsyncIterator[AbstractChannel]:
-    ch = await amqp_connection.channel()
-    try:
-        yield ch
-    finally:
-        await ch.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def operator_broker(
-    settings: BrokerSettings, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Broker]:
-    """The test's stand-in for the operator; deletes the test's queues afterwards."""
-    broker = await Broker.connect(settings)
-    try:
-        yield broker
-    finally:
-        await broker.close()
-        cleanup = await amqp_connection.channel()
-        for name in (settings.results_queue, settings.dead_letter_queue):
-            await cleanup.queue_delete(name)
-        await cleanup.close()
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def results(
-    operator_broker: Broker, settings: BrokerSettings, channel: AbstractChannel
+    broker: Broker, settings: BrokerSettings, channel: AbstractChannel
 ) -> AsyncIterator[Results]:
     collected = Results()
     queue = await channel.declare_queue(settings.results_queue, passive=True)
@@ -198,7 +160,7 @@ def orders_worker(action: str) -> Worker:
 
 @pytest.mark.usefixtures("action_queues")
 async def test_command_gets_its_result_published_and_is_acked(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     channel: AbstractChannel,
     settings: BrokerSettings,
@@ -206,7 +168,7 @@ async def test_command_gets_its_result_published_and_is_acked(
     action: str,
 ) -> None:
     command = make_command(action)
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     run = start(running, orders_worker(action), settings)
 
     result = await results.next()
@@ -223,14 +185,14 @@ async def test_command_gets_its_result_published_and_is_acked(
 
 @pytest.mark.usefixtures("action_queues")
 async def test_compensation_command_runs_the_compensation(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     settings: BrokerSettings,
     running: list[Running],
     action: str,
 ) -> None:
     command = make_command(action + ".undo", CommandKind.COMPENSATE, output={"order_id": "o-A-1"})
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     start(running, orders_worker(action), settings)
 
     result = await results.next()
@@ -243,7 +205,7 @@ async def test_compensation_command_runs_the_compensation(
 
 @pytest.mark.usefixtures("action_queues")
 async def test_retryable_error_is_published_as_a_retryable_failure(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     settings: BrokerSettings,
     running: list[Running],
@@ -255,7 +217,7 @@ async def test_retryable_error_is_published_as_a_retryable_failure(
     async def flaky(ctx: StepContext) -> dict[str, Any]:
         raise RetryableError("inventory service unavailable")
 
-    await operator_broker.publish_command(make_command(action))
+    await broker.publish_command(make_command(action))
     start(running, worker, settings)
 
     result = await results.next()
@@ -267,7 +229,7 @@ async def test_retryable_error_is_published_as_a_retryable_failure(
 @pytest.mark.usefixtures("action_queues")
 @pytest.mark.parametrize("seconds", [-5.0, 0.2], ids=["already-passed", "passes-while-running"])
 async def test_deadline_gives_a_retryable_timeout_failure(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     settings: BrokerSettings,
     running: list[Running],
@@ -282,7 +244,7 @@ async def test_deadline_gives_a_retryable_timeout_failure(
         raise AssertionError("unreachable")
 
     deadline = datetime.now(UTC) + timedelta(seconds=seconds)
-    await operator_broker.publish_command(make_command(action, deadline=deadline))
+    await broker.publish_command(make_command(action, deadline=deadline))
     start(running, worker, settings)
 
     result = await results.next()
@@ -292,7 +254,7 @@ async def test_deadline_gives_a_retryable_timeout_failure(
 
 @pytest.mark.usefixtures("action_queues")
 async def test_redelivered_dispatch_id_runs_the_handler_once(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     settings: BrokerSettings,
     running: list[Running],
@@ -309,8 +271,8 @@ async def test_redelivered_dispatch_id_runs_the_handler_once(
         return {"n": len(calls)}
 
     command = make_command(action)
-    await operator_broker.publish_command(command)
-    await operator_broker.publish_command(command)  # e.g. re-published after a lost result
+    await broker.publish_command(command)
+    await broker.publish_command(command)  # e.g. re-published after a lost result
     start(running, worker, settings)
     release.set()
 
@@ -329,7 +291,7 @@ async def test_redelivered_dispatch_id_runs_the_handler_once(
     ids=["malformed", "unknown-action"],
 )
 async def test_command_the_worker_cannot_run_is_dead_lettered_and_acked(
-    operator_broker: Broker,
+    broker: Broker,
     settings: BrokerSettings,
     channel: AbstractChannel,
     running: list[Running],
@@ -337,7 +299,7 @@ async def test_command_the_worker_cannot_run_is_dead_lettered_and_acked(
     body: bytes | None,
     reason_part: str,
 ) -> None:
-    await operator_broker.declare_action(action)
+    await broker.declare_action(action)
     if body is None:
         body = make_command("test.unknown").model_dump_json(by_alias=True).encode()
     await channel.default_exchange.publish(aio_pika.Message(body), routing_key=action_queue(action))
@@ -376,7 +338,7 @@ def blocking_worker(action: str, started: asyncio.Event, until: asyncio.Event) -
 
 @pytest.mark.usefixtures("action_queues")
 async def test_graceful_stop_lets_a_running_handler_publish_its_result(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     channel: AbstractChannel,
     settings: BrokerSettings,
@@ -387,7 +349,7 @@ async def test_graceful_stop_lets_a_running_handler_publish_its_result(
     stop = asyncio.Event()  # the handler finishes only once the worker was told to stop
     run = start(running, blocking_worker(action, started, stop), settings, stop=stop)
     command = make_command(action)
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     async with asyncio.timeout(WAIT_S):
         await started.wait()
 
@@ -400,7 +362,7 @@ async def test_graceful_stop_lets_a_running_handler_publish_its_result(
 
 @pytest.mark.usefixtures("action_queues")
 async def test_handler_still_running_after_the_grace_period_goes_back_to_the_queue(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     channel: AbstractChannel,
     settings: BrokerSettings,
@@ -409,7 +371,7 @@ async def test_handler_still_running_after_the_grace_period_goes_back_to_the_que
 ) -> None:
     started = asyncio.Event()
     run = start(running, blocking_worker(action, started, asyncio.Event()), settings, grace=0.1)
-    await operator_broker.publish_command(make_command(action))
+    await broker.publish_command(make_command(action))
     async with asyncio.timeout(WAIT_S):
         await started.wait()
 
@@ -421,7 +383,7 @@ async def test_handler_still_running_after_the_grace_period_goes_back_to_the_que
 
 @pytest.mark.usefixtures("action_queues")
 async def test_command_of_a_worker_stopped_hard_is_finished_by_another_worker(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     settings: BrokerSettings,
     running: list[Running],
@@ -430,7 +392,7 @@ async def test_command_of_a_worker_stopped_hard_is_finished_by_another_worker(
     started = asyncio.Event()
     first = start(running, blocking_worker(action, started, asyncio.Event()), settings)
     command = make_command(action)
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     async with asyncio.timeout(WAIT_S):
         await started.wait()
 
@@ -513,7 +475,7 @@ async def proxied_settings(
 
 @pytest.mark.usefixtures("action_queues")
 async def test_worker_survives_a_dropped_connection_and_runs_the_handler_once(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     channel: AbstractChannel,
     proxied_settings: tuple[BrokerSettings, TcpProxy],
@@ -533,7 +495,7 @@ async def test_worker_survives_a_dropped_connection_and_runs_the_handler_once(
         return {"ok": True}
 
     command = make_command(action)
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     run = start(running, worker, worker_settings)
     async with asyncio.timeout(WAIT_S):
         await started.wait()
@@ -569,7 +531,7 @@ CLI_MAIN = (
 
 @pytest.mark.usefixtures("action_queues")
 async def test_kubesaga_worker_finishes_the_running_handler_on_sigterm(
-    operator_broker: Broker,
+    broker: Broker,
     results: Results,
     channel: AbstractChannel,
     settings: BrokerSettings,
@@ -583,7 +545,7 @@ async def test_kubesaga_worker_finishes_the_running_handler_on_sigterm(
         "KUBESAGA_TEST_CLI_ACTION": action,
     }
     command = make_command(action)
-    await operator_broker.publish_command(command)
+    await broker.publish_command(command)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
