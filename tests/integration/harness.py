@@ -32,11 +32,7 @@ def unique(prefix: str) -> str:
 
 def broker_settings(settings: Settings) -> BrokerSettings:
     """What a worker needs to talk to the same queues as the operator under test."""
-    return BrokerSettings(
-        url=settings.amqp_url,
-        results_queue=settings.results_queue,
-        dead_letter_queue=settings.dead_letter_queue,
-    )
+    return BrokerSettings.from_settings(settings)
 
 
 @contextlib.asynccontextmanager

@@ -59,3 +59,25 @@ def test_failed_result_must_carry_an_error() -> None:
                 "status": "failed",
             }
         )
+
+
+def test_broker_settings_come_from_the_one_settings_object() -> None:
+    from kubesaga.broker import BrokerSettings
+    from kubesaga.settings import Settings
+
+    settings = Settings(
+        amqp_url="amqps://u:p@broker:5671/v",
+        amqp_ca_file="/etc/ca.pem",
+        quorum_queues=True,
+        prefetch=7,
+        results_queue="r",
+        dead_letter_queue="d",
+    )
+    broker = BrokerSettings.from_settings(settings)
+    assert (broker.url, broker.ca_file, broker.quorum_queues, broker.prefetch) == (
+        "amqps://u:p@broker:5671/v",
+        "/etc/ca.pem",
+        True,
+        7,
+    )
+    assert (broker.results_queue, broker.dead_letter_queue) == ("r", "d")

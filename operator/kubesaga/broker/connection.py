@@ -29,6 +29,7 @@ from kubesaga.broker.topology import (
     declare_queue,
 )
 from kubesaga.models import Command, Result
+from kubesaga.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ class BrokerSettings:
     """How long a publish may wait for a reconnect (and retry) before it raises TimeoutError."""
     results_queue: str = RESULTS_QUEUE
     dead_letter_queue: str = DEAD_LETTER_QUEUE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerSettings:
+        """The broker part of the one settings object (``KUBESAGA_*``), for operator and workers."""
+        return cls(
+            url=settings.amqp_url,
+            quorum_queues=settings.quorum_queues,
+            ca_file=settings.amqp_ca_file,
+            prefetch=settings.prefetch,
+            results_queue=settings.results_queue,
+            dead_letter_queue=settings.dead_letter_queue,
+        )
 
 
 class Broker:

@@ -56,13 +56,7 @@ def worker(
 
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
-    broker_settings = BrokerSettings(
-        url=settings.amqp_url,
-        quorum_queues=settings.quorum_queues,
-        ca_file=settings.amqp_ca_file,
-        results_queue=settings.results_queue,
-        dead_letter_queue=settings.dead_letter_queue,
-    )
+    broker_settings = BrokerSettings.from_settings(settings)
 
     async def main() -> None:
         stop = asyncio.Event()

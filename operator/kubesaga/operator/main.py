@@ -33,14 +33,7 @@ async def run_operator(
         holder: list[Orchestrator] = []
         metrics = Metrics(lambda: holder[0].phases() if holder else [])
         broker = await Broker.connect(
-            BrokerSettings(
-                url=settings.amqp_url,
-                quorum_queues=settings.quorum_queues,
-                ca_file=settings.amqp_ca_file,
-                prefetch=settings.prefetch,
-                results_queue=settings.results_queue,
-                dead_letter_queue=settings.dead_letter_queue,
-            ),
+            BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,
         )
         orchestrator = Orchestrator(
