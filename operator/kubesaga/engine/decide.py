@@ -191,8 +191,6 @@ class _Run:
             commands=commands,
             transitions=tuple(self.transitions),
             wake_at=self._wake_at(),
-            verdict=verdicts[0][0],
-            reason=verdicts[0][1],
             verdicts=tuple(verdicts),
             samples=tuple(self.samples),
         )

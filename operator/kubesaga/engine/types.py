@@ -66,10 +66,17 @@ class Decision:
     transitions: tuple[Transition, ...] = ()
     wake_at: datetime | None = None
     """Earliest time the engine must be called again (backoff, timeout, deadline)."""
-    verdict: Verdict = Verdict.APPLIED
-    reason: str = ""
-    """Why a result was rejected or recognised as a duplicate (of the first event)."""
     verdicts: tuple[tuple[Verdict, str], ...] = ()
-    """Verdict and reason per event, for a batch (``decide_all``)."""
+    """Verdict and reason per event, in the order of the events."""
     samples: tuple[tuple[str, float], ...] = field(default=())
     """(action, seconds from dispatch to result) for results applied in this call."""
+
+    @property
+    def verdict(self) -> Verdict:
+        """What became of the first (for ``decide``: the only) event."""
+        return self.verdicts[0][0] if self.verdicts else Verdict.APPLIED
+
+    @property
+    def reason(self) -> str:
+        """Why the first event's result was rejected or recognised as a duplicate."""
+        return self.verdicts[0][1] if self.verdicts else ""
