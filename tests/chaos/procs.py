@@ -1,16 +1,14 @@
 """Operator and worker processes for the chaos suite: start, SIGKILL, restart, stop.
 
-Adapted from tests/integration/harness.py (not imported, so the suites can change apart): here
-every process also has a metrics port (scraped before a kill, so the figures survive it) and
+Built on tests/integration/harness.py (its environment and port helpers); here every process
+also has a metrics port (scraped before a kill, so the figures survive it) and
 workers are real ``kubesaga worker`` processes, since only a process can be killed mid-step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -22,32 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubesaga.operator.main import READY_LINE
 from kubesaga.settings import Settings
+from tests.integration.harness import operator_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60
 WORKER_READY_MARK = "serving"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def base_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        KUBECONFIG=settings.kubeconfig or env.get("KUBECONFIG", ""),
-        KUBESAGA_AMQP_URL=settings.amqp_url,
-        KUBESAGA_NAMESPACES=",".join(settings.namespaces),
-        KUBESAGA_RESULTS_QUEUE=settings.results_queue,
-        KUBESAGA_DEAD_LETTER_QUEUE=settings.dead_letter_queue,
-        KUBESAGA_REDELIVER_AFTER_SECONDS=str(settings.redeliver_after_seconds),
-        KUBESAGA_EVENTS=settings.events,
-        KUBESAGA_LOG_LEVEL="INFO",
-    )
-    return env
 
 
 @dataclass
@@ -122,7 +99,7 @@ class Proc:
 
 
 def operator_proc(name: str, settings: Settings, metrics_port: int) -> Proc:
-    env = base_env(settings)
+    env = operator_env(settings)
     env.update(KUBESAGA_METRICS_PORT=str(metrics_port), KUBESAGA_METRICS_HOST="127.0.0.1")
     return Proc(name, [sys.executable, "-m", "kubesaga", "operator"], env, READY_LINE)
 
@@ -130,7 +107,7 @@ def operator_proc(name: str, settings: Settings, metrics_port: int) -> Proc:
 def worker_proc(
     name: str, settings: Settings, prefix: str, ledger_dir: Path, concurrency: int
 ) -> Proc:
-    env = base_env(settings)
+    env = operator_env(settings)
     env.update(KUBESAGA_CHAOS_PREFIX=prefix, KUBESAGA_CHAOS_LEDGER_DIR=str(ledger_dir))
     argv = [
         sys.executable,

@@ -46,7 +46,8 @@ from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaSpec, SagaStatus
 from kubesaga.settings import Settings
 from tests.chaos.audit import audit, load_ledger, open_runs
 from tests.chaos.conftest import FIGURES, chaos_time_budget
-from tests.chaos.procs import REPO_ROOT, Proc, free_port, operator_proc, scrape, worker_proc
+from tests.chaos.procs import REPO_ROOT, Proc, operator_proc, scrape, worker_proc
+from tests.integration.harness import free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.usefixtures("saga_crd")]
 

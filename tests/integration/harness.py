@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -94,7 +95,15 @@ async def worker_task(
         await asyncio.wait_for(task, 30)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for metrics servers of tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def operator_env(settings: Settings) -> dict[str, str]:
+    """The environment a ``kubesaga operator`` (or worker) process reads ``settings`` from."""
     env = dict(os.environ)
     env.update(
         KUBECONFIG=settings.kubeconfig or env.get("KUBECONFIG", ""),
@@ -104,6 +113,7 @@ def operator_env(settings: Settings) -> dict[str, str]:
         KUBESAGA_DEAD_LETTER_QUEUE=settings.dead_letter_queue,
         KUBESAGA_METRICS_PORT=str(settings.metrics_port),
         KUBESAGA_REDELIVER_AFTER_SECONDS=str(settings.redeliver_after_seconds),
+        KUBESAGA_EVENTS=settings.events,
         KUBESAGA_LOG_LEVEL="INFO",
     )
     return env

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -34,6 +33,7 @@ from kubesaga.settings import Settings
 from tests.integration.harness import (
     OperatorProcess,
     broker_settings,
+    free_port,
     operator_task,
     worker_task,
 )
@@ -117,13 +117,6 @@ async def ready_messages(amqp_url: str, queue: str) -> int:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def scrape(port: int) -> dict[str, float]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import pytest
 from kubernetes_asyncio import client, watch
@@ -12,16 +10,10 @@ from kubesaga import SagaClient
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store import NotFound
-from tests.integration.harness import operator_task, worker_task
+from tests.integration.harness import free_port, operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
 
 WAIT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_transitions_are_posted_as_kubernetes_events(
