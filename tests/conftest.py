@@ -1,7 +1,8 @@
 """Test platform wiring for kubesaga.
 
-Markers: tests under ``tests/unit/`` are marked ``unit``; every other collected test is marked
-``integration``. ``pytest -m unit`` therefore needs nothing started.
+Markers: tests under ``tests/unit/`` are marked ``unit``, tests under ``tests/cluster/`` ``cluster``
+(they start their own one-node cluster, see ``tests/cluster/conftest.py``); every other collected
+test is marked ``integration``. ``pytest -m unit`` therefore needs nothing started.
 
 The platform (a real kube-apiserver + etcd and a real RabbitMQ, see ``hack/testenv.sh``) is a
 lazy session fixture: it is started only when a test requests ``platform`` or a fixture built on
@@ -40,6 +41,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 UNIT_DIR = TESTS_DIR / "unit"
+CLUSTER_DIR = TESTS_DIR / "cluster"
 TESTENV = REPO_ROOT / "hack" / "testenv.sh"
 
 # Generous: covers a first-time build of the binaries when nobody ran `hack/testenv.sh build`.
@@ -60,13 +62,15 @@ class Platform:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark by folder: ``tests/unit/`` -> ``unit``, anything else -> ``integration``."""
+    """Mark by folder: ``unit/`` -> ``unit``, ``cluster/`` -> ``cluster``, else ``integration``."""
     for item in items:
-        if item.get_closest_marker("unit") or item.get_closest_marker("integration"):
+        if any(item.get_closest_marker(m) for m in ("unit", "integration", "cluster")):
             continue
         path = Path(str(item.path)).resolve()
         if path.is_relative_to(UNIT_DIR):
             item.add_marker(pytest.mark.unit)
+        elif path.is_relative_to(CLUSTER_DIR):
+            item.add_marker(pytest.mark.cluster)
         else:
             item.add_marker(pytest.mark.integration)
 
