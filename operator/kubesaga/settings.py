@@ -35,9 +35,14 @@ class Settings(BaseSettings):
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Namespaces to watch, comma separated; empty means all (cluster-wide)."""
     metrics_port: int = Field(default=8080, ge=0, le=65535)
-    """Port of /metrics and /healthz; 0 disables the server."""
+    """Operator: port of /metrics and the probes (/livez, /readyz); 0 disables the server."""
     metrics_host: str = "0.0.0.0"
-    """Address the metrics server binds."""
+    """Address the HTTP server binds (the operator's metrics and probes, a worker's probes)."""
+    health_port: int = Field(default=0, ge=0, le=65535)
+    """Worker: port of its probes (/livez, /readyz); 0 (the default, for local runs) disables."""
+    pod_name: str | None = None
+    """Name of this pod (the chart sets it from the downward API): the operator's identity
+    towards kopf. Unset means the host name."""
     events: Literal["all", "phases", "none"] = "all"
     """Kubernetes Events to post: every transition, saga phase changes and warnings, or none."""
     redeliver_after_seconds: float = Field(default=300.0, gt=0)

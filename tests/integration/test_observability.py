@@ -1,4 +1,4 @@
-"""What operators of kubesaga see: Events on the Saga, /metrics, /healthz, TTL cleanup."""
+"""What operators of kubesaga see: Events on the Saga, /metrics, /livez and /readyz, TTL cleanup."""
 
 from __future__ import annotations
 
@@ -68,8 +68,9 @@ async def test_metrics_and_health_endpoints(
         await saga_client.start("counted", [step(prefix, "a"), step(prefix, "b")])
         await saga_client.wait("counted", WAIT_S)
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                assert response.status == 200
+            for probe in ("livez", "readyz"):
+                async with http.get(f"http://127.0.0.1:{port}/{probe}") as response:
+                    assert response.status == 200, await response.text()
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
     assert 'kubesaga_sagas{phase="Completed"} 1.0' in text

@@ -24,7 +24,14 @@ from kubesaga.models import (
     StepSpec,
     limits,
 )
-from kubesaga.schema import CRD_PATH, SchemaConversionError, render_crd, saga_crd, structural
+from kubesaga.schema import (
+    CHART_CRD_PATH,
+    CRD_PATHS,
+    SchemaConversionError,
+    render_crd,
+    saga_crd,
+    structural,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -67,18 +74,26 @@ def _at(path: str) -> Schema:
     raise KeyError(path)
 
 
-def test_committed_crd_matches_the_models() -> None:
-    committed = (REPO_ROOT / CRD_PATH).read_text(encoding="utf-8")
+@pytest.mark.parametrize("path", CRD_PATHS)
+def test_committed_crd_matches_the_models(path: str) -> None:
+    committed = (REPO_ROOT / path).read_text(encoding="utf-8")
     generated = render_crd()
     if committed != generated:
         diff = difflib.unified_diff(
             committed.splitlines(), generated.splitlines(), "committed", "generated", lineterm=""
         )
+        regenerate = " ".join(f"-o {p}" for p in CRD_PATHS)
         pytest.fail(
-            f"{CRD_PATH} is out of date with the models; run `kubesaga crd -o {CRD_PATH}` "
+            f"{path} is out of date with the models; run `kubesaga crd {regenerate}` "
             "and commit the result. Difference (first 40 lines):\n" + "\n".join(list(diff)[:40]),
             pytrace=False,
         )
+
+
+def test_the_charts_crd_is_a_file_inside_the_chart_not_a_link() -> None:
+    """A link out of helm/kubesaga breaks copies of the chart directory and `helm package`."""
+    chart_crd = REPO_ROOT / CHART_CRD_PATH
+    assert chart_crd.is_file() and not chart_crd.is_symlink()
 
 
 def test_rendering_is_deterministic() -> None:
@@ -288,8 +303,9 @@ def test_cli_prints_the_crd() -> None:
     assert result.stdout == render_crd()
 
 
-def test_cli_writes_the_crd(tmp_path: Path) -> None:
-    target = tmp_path / "crds" / "sagas.yaml"
-    result = CliRunner().invoke(app, ["crd", "-o", str(target)])
+def test_cli_writes_the_crd_to_every_output(tmp_path: Path) -> None:
+    targets = [tmp_path / "crds" / "sagas.yaml", tmp_path / "chart" / "crds" / "sagas.yaml"]
+    result = CliRunner().invoke(app, ["crd", *(f"-o{target}" for target in targets)])
     assert result.exit_code == 0, result.output
-    assert target.read_text(encoding="utf-8") == render_crd()
+    for target in targets:
+        assert target.read_text(encoding="utf-8") == render_crd()

@@ -86,6 +86,24 @@ class Broker:
         self._declared: set[str] = set()
         self._subscriptions: list[Subscription[Any]] = []
         self._closing = False
+        self._connected = True
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+
+    @property
+    def connected(self) -> bool:
+        """False from a lost connection until aio-pika has reconnected and restored every
+        channel, queue and consumer (its reconnect callbacks); False once closed."""
+        return self._connected and not self._closing
+
+    def _on_connection_lost(self, _sender: object, reason: BaseException | None = None) -> None:
+        if self._connected and not self._closing:
+            log.warning("broker connection lost (%r); reconnecting", reason)
+        self._connected = False
+
+    def _on_reconnected(self, _sender: object) -> None:
+        log.info("broker connection restored")
+        self._connected = True
 
     @classmethod
     async def connect(

@@ -24,20 +24,23 @@ app = typer.Typer(
 
 def crd(
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write the CRD to this file instead of stdout."),
+        list[Path] | None,
+        typer.Option(
+            "--output", "-o", help="Write the CRD to this file (repeatable) instead of stdout."
+        ),
     ] = None,
 ) -> None:
     """Print the Saga CustomResourceDefinition (YAML) generated from the models."""
     from kubesaga.schema import render_crd
 
     text = render_crd()
-    if output is None:
+    if not output:
         typer.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {output}", err=True)
+    for path in output:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}", err=True)
 
 
 def schemas(

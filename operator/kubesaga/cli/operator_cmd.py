@@ -15,7 +15,7 @@ def operator(
         typer.Option("--namespace", "-n", help="Namespace to watch (repeatable); default all."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Port of /metrics and /healthz (0 disables).")
+        int | None, typer.Option(help="Port of /metrics, /livez and /readyz (0 disables).")
     ] = None,
 ) -> None:
     """Run the operator (configuration from KUBESAGA_* variables and KUBECONFIG)."""

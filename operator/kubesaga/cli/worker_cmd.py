@@ -36,6 +36,7 @@ def worker(
     """Run a worker until SIGTERM/SIGINT.
 
     The broker comes from KUBESAGA_AMQP_URL, KUBESAGA_AMQP_CA_FILE and KUBESAGA_QUORUM_QUEUES.
+    With KUBESAGA_HEALTH_PORT set, /livez and /readyz are served on it for the kubelet's probes.
     """
     from kubesaga.worker.loader import WorkerLoadError, load_worker
 
@@ -52,6 +53,7 @@ def worker(
 
     from kubesaga.broker import BrokerSettings
     from kubesaga.cli.logs import setup_logging
+    from kubesaga.health import Health, serve
     from kubesaga.settings import Settings
 
     settings = Settings()
@@ -63,6 +65,18 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await loaded.run(broker_settings, concurrency=concurrency, stop=stop, grace=grace)
+        health = Health()
+        health.start()
+        server = None
+        if settings.health_port:
+            server = await serve(health, settings.metrics_host, settings.health_port)
+        try:
+            await loaded.run(
+                broker_settings, concurrency=concurrency, stop=stop, grace=grace, health=health
+            )
+        finally:
+            if server is not None:
+                await server.cleanup()
+            await health.close()
 
     asyncio.run(main())

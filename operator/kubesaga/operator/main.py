@@ -1,17 +1,20 @@
-"""Running the operator: connect, consume results, watch Sagas, serve metrics."""
+"""Running the operator: connect, consume results, watch Sagas, serve metrics and probes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import kopf
 
 from kubesaga.broker import Broker, BrokerSettings
+from kubesaga.health import Health, serve
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.handlers import build_registry
-from kubesaga.operator.metrics import Metrics, serve
+from kubesaga.operator.metrics import Metrics, metrics_route
 from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.operator.probes import operator_health
 from kubesaga.settings import Settings
 from kubesaga.store import SagaStore, make_api_client
 
@@ -28,6 +31,7 @@ async def run_operator(
     orchestrator: Orchestrator | None = None
     events = EventPoster(api, settings.events)
     metrics_runner = None
+    health: Health | None = None
     ready_flag = ready or asyncio.Event()
     try:
         holder: list[Orchestrator] = []
@@ -44,9 +48,14 @@ async def run_operator(
             redeliver_after=settings.redeliver_after_seconds,
         )
         holder.append(orchestrator)
+        health = operator_health(api, broker, ready_flag)
+        health.start()
         if settings.metrics_port:
             metrics_runner = await serve(
-                metrics, ready_flag.is_set, settings.metrics_host, settings.metrics_port
+                health,
+                settings.metrics_host,
+                settings.metrics_port,
+                {"/metrics": metrics_route(metrics)},
             )
         events.start()
         await broker.consume_results(orchestrator.on_result)
@@ -58,6 +67,8 @@ async def run_operator(
             standalone=True,
             stop_flag=stop,
             ready_flag=ready_flag,
+            # kopf's Identity is a NewType of str that kopf does not export.
+            identity=operator_identity(settings),  # type: ignore[arg-type]
         )
     finally:
         if "announce" in locals():
@@ -68,7 +79,18 @@ async def run_operator(
         await events.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
+        if health is not None:
+            await health.close()
         await api.close()
+
+
+def operator_identity(settings: Settings) -> str:
+    """The id kopf knows this operator by: the pod's name, else the host name.
+
+    Given explicitly because kopf's default calls ``getpass.getuser()``, which raises for a UID
+    with no passwd entry (``runAsUser`` of any number, as Pod Security "restricted" encourages).
+    """
+    return settings.pod_name or socket.gethostname()
 
 
 READY_LINE = "kubesaga operator ready"

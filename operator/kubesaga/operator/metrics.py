@@ -1,9 +1,9 @@
-"""Prometheus metrics of one operator process, and the /metrics + /healthz server."""
+"""Prometheus metrics of one operator process, and their ``/metrics`` view."""
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -67,22 +67,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def serve(
-    metrics: Metrics, healthy: Callable[[], bool], host: str, port: int
-) -> web.AppRunner:
-    """Start the HTTP server; the caller keeps the runner and calls ``cleanup()`` at exit."""
+def metrics_route(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``/metrics`` view, served beside the probes (``kubesaga.health.serve``)."""
 
-    async def metrics_view(_: web.Request) -> web.Response:
+    async def view(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    async def health_view(_: web.Request) -> web.Response:
-        ok = healthy()
-        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "not ready\n")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", health_view)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return view

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from kubesaga.broker import Broker, BrokerSettings, action_queue
+from kubesaga.health import Health
 from kubesaga.models import Command, CommandKind, Result
 from kubesaga.worker.execute import Handler, Registration, execute
 from kubesaga.worker.runner import CommandRunner
@@ -94,6 +95,7 @@ class Worker:
         concurrency: int = DEFAULT_CONCURRENCY,
         stop: asyncio.Event | None = None,
         grace: float = DEFAULT_GRACE_SECONDS,
+        health: Health | None = None,
     ) -> None:
         """Serve commands until ``stop`` is set (or forever), then shut down gracefully.
 
@@ -101,7 +103,8 @@ class Worker:
         once. Each result is published (and confirmed) before its command is acked. On stop,
         consuming ends, running handlers get ``grace`` seconds to finish, and the commands of
         those still running go back to their queues. Cancelling ``run`` does the same without
-        the grace period.
+        the grace period. With ``health``, readiness also requires the broker connection and
+        the consumers to be up (``kubesaga worker`` serves it to the kubelet's probes).
         """
         if not self._registrations:
             raise RuntimeError(f"worker {self.name!r} has no handlers registered")
@@ -109,11 +112,16 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         broker = await Broker.connect(settings)
         executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"kubesaga-{self.name}")
+        consuming = False
+        if health is not None:
+            health.add_check("broker", lambda: broker.connected)
+            health.add_check("consumers", lambda: consuming)
         try:
             runner = CommandRunner(
                 dict(self._registrations), broker, worker=self.name, executor=executor
             )
             await broker.consume_commands(self.actions, runner, prefetch=concurrency)
+            consuming = True
             log.info(
                 "worker %s serving %s (concurrency %d)",
                 self.name,
@@ -128,6 +136,7 @@ class Worker:
                 grace,
                 extra={"worker": self.name},
             )
+            consuming = False
             await broker.stop_consuming()
             try:
                 async with asyncio.timeout(grace):
@@ -138,6 +147,9 @@ class Worker:
                     extra={"worker": self.name},
                 )
         finally:
+            if health is not None:
+                health.remove_check("broker")
+                health.remove_check("consumers")
             await broker.close()
             executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.name, extra={"worker": self.name})
