@@ -31,7 +31,8 @@ WAIT_S = 30
 
 async def status(url: str) -> int:
     try:
-        async with aiohttp.ClientSession() as http, http.get(url, timeout=5) as response:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
             return response.status
     except aiohttp.ClientError:
         return 0
