@@ -85,12 +85,18 @@ def render(
     release: str = "kubesaga",
     kube_version: str = "v1.34.0",
     crds: bool = False,
+    tests: bool = False,
 ) -> list[Doc]:
-    """``helm template`` of the chart, parsed; ``options`` are helm flags (-f, --set ...)."""
+    """``helm template`` of the chart, parsed; ``options`` are helm flags (-f, --set ...).
+
+    The ``helm test`` hook's objects are left out unless ``tests``.
+    """
     args = ["template", release, str(CHART), "--namespace", namespace]
     args += ["--kube-version", kube_version, *options]
     if crds:
         args.append("--include-crds")
+    if not tests:
+        args.append("--skip-tests")
     return [doc for doc in yaml.safe_load_all(helm_output(*args)) if doc]
 
 

@@ -414,7 +414,9 @@ def test_every_values_key_has_a_comment() -> None:
 
 def test_every_value_is_used_by_a_template() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
-    templates = "\n".join(p.read_text(encoding="utf-8") for p in (CHART / "templates").iterdir())
+    templates = "\n".join(
+        p.read_text(encoding="utf-8") for p in (CHART / "templates").rglob("*") if p.is_file()
+    )
 
     def used(path: str) -> bool:
         parts = path.split(".")
@@ -457,15 +459,21 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
     env = env_of(container)
     fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
-    assert set(env) == fields - {"KUBESAGA_KUBECONFIG"}  # in-cluster configuration
+    # in-cluster configuration; the health port is the workers' (the operator's is metrics.port)
+    assert set(env) == fields - {"KUBESAGA_KUBECONFIG", "KUBESAGA_HEALTH_PORT"}
+    assert env["KUBESAGA_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
     secret = one(docs, "Secret")
     ref = env["KUBESAGA_AMQP_URL"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret["metadata"]["name"]
     monkeypatch.delenv("KUBECONFIG", raising=False)
     for name, item in env.items():
-        value = secret["stringData"][ref["key"]] if name == "KUBESAGA_AMQP_URL" else item["value"]
-        monkeypatch.setenv(name, value)
+        if name == "KUBESAGA_AMQP_URL":
+            monkeypatch.setenv(name, secret["stringData"][ref["key"]])
+        elif name == "KUBESAGA_POD_NAME":
+            monkeypatch.setenv(name, "kubesaga-5f7d8-x2x9z")  # what the downward API gives
+        else:
+            monkeypatch.setenv(name, item["value"])
     settings = Settings()
     assert settings.amqp_url == "amqp://u:p@mq:5672/v"
     assert settings.amqp_ca_file == "/etc/kubesaga/amqp-ca/ca.crt"
@@ -482,6 +490,7 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
     )
     assert (settings.metrics_port, settings.metrics_host) == (9090, "127.0.0.1")
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    assert settings.pod_name == "kubesaga-5f7d8-x2x9z"
     assert container["ports"][0]["containerPort"] == 9090
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/etc/kubesaga/amqp-ca"] == "amqp-ca"
@@ -493,14 +502,6 @@ def test_existing_secret_replaces_the_chart_secret() -> None:
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     ref = env_of(container)["KUBESAGA_AMQP_URL"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "rabbit", "key": "uri"}
-
-
-def test_operator_probes_use_healthz_on_the_metrics_port() -> None:
-    container = one(render("kubesaga"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["operator"]
-    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() -> None:
@@ -517,12 +518,7 @@ def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() ->
         assert deployment["spec"]["replicas"] == worker.get("replicas", 1)
         assert pod["automountServiceAccountToken"] is False
         (container,) = pod["containers"]
-        assert (
-            container["image"]
-            == one(docs, "Deployment", "kubesaga")["spec"]["template"]["spec"]["containers"][0][
-                "image"
-            ]
-        )
+        assert container["image"] == "kubesaga-examples:0.1.0"  # workerDefaults.image
         assert container["args"] == [
             "worker",
             f"--app-dir={worker['appDir']}",

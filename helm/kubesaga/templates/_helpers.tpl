@@ -41,7 +41,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "kubesaga.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
 {{- end }}
 
 {{/* The Secret holding the AMQP URL: the user's, or the one templates/secret.yaml creates. */}}
@@ -114,5 +114,44 @@ so that pods restart when the URL changes. Renders nothing when there are none. 
 {{- with $annotations -}}
 annotations:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Probes of the operator and the workers (kubesaga.health): /livez fails only when the event
+loop is stalled, so the kubelet restarts a wedged process but not one waiting out a broker or API
+outage; /readyz fails while the broker (and, for the operator, the API or its watch) is down.
+The startup probe uses /livez too: an outage at start must not restart the pod either. */}}
+{{- define "kubesaga.probes" -}}
+startupProbe:
+  httpGet:
+    path: /livez
+    port: {{ .port }}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet:
+    path: /livez
+    port: {{ .port }}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .port }}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 2
+{{- end }}
+
+{{/* Image of a worker: its own, else workerDefaults.image, else the chart's image. */}}
+{{- define "kubesaga.workerImage" -}}
+{{- $defaults := .root.Values.workerDefaults.image }}
+{{- if .worker.image }}
+{{- .worker.image }}
+{{- else if $defaults.repository }}
+{{- printf "%s:%s" $defaults.repository (toString (default .root.Chart.AppVersion $defaults.tag)) }}
+{{- else }}
+{{- include "kubesaga.image" .root }}
 {{- end }}
 {{- end }}
