@@ -1,4 +1,7 @@
-"""The local demo: platform, CRD, the operator and workers as processes, then the sagas."""
+"""The local demo: platform, CRD, the operator and workers as processes, then the sagas.
+
+``run_demo`` is the entry point of both demos; with ``--cluster`` it hands over to ``node.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from rich.console import Console
 from kubesaga.client import SagaClient
 from kubesaga.demo.cluster import apply_crd, ensure_namespace
 from kubesaga.demo.examples import Example, find_repo, load_examples, select_examples
+from kubesaga.demo.node import run_on_node
 from kubesaga.demo.platform import Platform, start_local, stop_local, use_existing
 from kubesaga.demo.processes import Child, child_env
 from kubesaga.demo.sagas import DemoOptions, Run, run_sagas
@@ -33,6 +37,8 @@ class LocalRun(Run):
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     """Run the demo; the exit code is 0 when every saga ended in its expected phase."""
+    if options.cluster:
+        return await run_on_node(options, console or Console())
     run = LocalRun(options, console or Console())
     code: int | None = None
     try:

@@ -1,7 +1,8 @@
 """What both demos do once kubesaga runs: create the example sagas, follow them live, report.
 
-Kept apart from how the operator and the workers come to run (``runner.py``: local processes), so
-that another way of running them shares everything from the first saga on.
+The local demo (``runner.py``: processes on a local apiserver) and the cluster demo (``node.py``:
+pods installed with Helm on the one-node cluster) differ only in how the operator and the workers
+come to run; from the first saga on, they are the same code.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class DemoOptions:
     repo: Path | None = None
     only: tuple[str, ...] = ()
     """Run only these examples (folder names or their number prefixes); empty: all."""
+    cluster: bool = False
+    """Run on the one-node cluster (``hack/cluster.sh``), installed with Helm, instead of as local
+    processes on the local platform."""
 
 
 @dataclass
