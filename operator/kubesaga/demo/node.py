@@ -116,9 +116,16 @@ def cleanup_commands(namespace: str) -> list[list[str]]:
     """Uninstall the release, then delete the namespace with the sagas in it."""
     return [
         ["helm", "uninstall", RELEASE, "--namespace", namespace, "--wait", "--ignore-not-found"],
-        ["kubectl", "delete", "namespace", namespace, "--ignore-not-found", "--wait=true",
-         f"--timeout={DELETE_TIMEOUT}"],
-    ]  # fmt: skip
+        [
+            "kubectl",
+            "delete",
+            "namespace",
+            namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            f"--timeout={DELETE_TIMEOUT}",
+        ],
+    ]
 
 
 def keep_instructions(repo: Path, namespace: str, first: str) -> list[str]:
@@ -184,14 +191,17 @@ async def _start_node(run: Run, script: Path) -> Node:
     )
     up = await _run_script(script, "up", timeout=UP_TIMEOUT_S)
     if up.returncode != 0:
-        raise DemoError(f"the one-node cluster did not start ({script.name} up exited "
-                        f"{up.returncode}; its message is above)")  # fmt: skip
+        raise DemoError(
+            f"the one-node cluster did not start ({script.name} up exited "
+            f"{up.returncode}; its message is above)"
+        )
     node = Node(script, node_env(up.stdout, os.environ), started_here=not running)
     run.timings["node"] = time.monotonic() - t0
     if running:
         t1 = time.monotonic()
-        run.console.print("[bold]Rebuilding the kubesaga images[/] from this checkout "
-                          "(hack/cluster.sh images)")  # fmt: skip
+        run.console.print(
+            "[bold]Rebuilding the kubesaga images[/] from this checkout (hack/cluster.sh images)"
+        )
         images = await _run_script(script, "images", timeout=UP_TIMEOUT_S)
         if images.returncode != 0:
             raise DemoError(
@@ -204,8 +214,9 @@ async def _start_node(run: Run, script: Path) -> Node:
 async def _install(run: Run, node: Node, repo: Path) -> None:
     t0 = time.monotonic()
     ns = run.options.namespace
-    phase = await _kubectl(node, "get", "namespace", ns, "--ignore-not-found",
-                           "-o", "jsonpath={.status.phase}")  # fmt: skip
+    phase = await _kubectl(
+        node, "get", "namespace", ns, "--ignore-not-found", "-o", "jsonpath={.status.phase}"
+    )
     if phase == "Terminating":
         run.console.print(f"Waiting for namespace {ns} of an earlier run to be deleted")
         await _kubectl(
@@ -218,7 +229,11 @@ async def _install(run: Run, node: Node, repo: Path) -> None:
         f"[bold]Installing the chart[/] (helm upgrade --install {RELEASE} helm/kubesaga "
         f"-n {ns}, with the examples' workers; namespace Pod Security restricted, enforced)"
     )
-    await _checked(node, install_command(repo, ns, node.amqp_url))
+    try:
+        await _checked(node, install_command(repo, ns, node.amqp_url))
+    except DemoError as error:
+        pods = await _exec(["kubectl", "get", "pods", "-n", ns], node.env, timeout=60)
+        raise DemoError(f"{error}\nThe pods (kubectl get pods -n {ns}):\n{pods.stdout}") from None
     run.timings["install"] = time.monotonic() - t0
 
 
@@ -278,6 +293,8 @@ async def _exec(
         await proc.wait()
         raise DemoError(f"`{' '.join(command)}` did not finish within {timeout:g}s") from None
     return subprocess.CompletedProcess(
-        list(command), proc.returncode or 0, out.decode(errors="replace"),
+        list(command),
+        proc.returncode or 0,
+        out.decode(errors="replace"),
         (err or b"").decode(errors="replace"),
-    )  # fmt: skip
+    )
