@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_service_link(cls, value: object) -> object:
+        """Say what went wrong when Kubernetes filled a KUBESAGA_* variable with a Service link."""
+        if isinstance(value, str) and value.startswith(("tcp://", "udp://")):
+            raise ValueError(
+                f"{value!r} looks like a Kubernetes Service link variable (a Service named "
+                "kubesaga-... in the pod's namespace); set enableServiceLinks: false in the pod"
+            )
+        return value
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

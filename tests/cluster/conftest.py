@@ -26,6 +26,7 @@ from tests.cluster.kube import (
     RELEASE,
     WORKERS_VALUES,
     Cluster,
+    CommandFailed,
     cluster_sh,
     host_state,
     parse_exports,
@@ -35,6 +36,35 @@ from tests.cluster.kube import (
 UP_TIMEOUT_S = 2400.0
 DOWN_TIMEOUT_S = 300.0
 NAMESPACE = "kubesaga-e2e"
+TEST_TIMEOUT_S = 600
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Pods start in seconds but a Helm install waits for all of them: 10 minutes per test."""
+    for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
+
+
+def diagnose(cluster: Cluster, namespace: str) -> str:
+    """Pods, recent Events and the logs of unready pods: what a failed install needs explained."""
+    parts = [cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)]
+    parts.append(
+        cluster.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)[
+            -3000:
+        ]
+    )
+    pods = cluster.get_json("pods", "-n", namespace)["items"]
+    for pod in pods:
+        statuses = pod["status"].get("containerStatuses") or []
+        if not all(s.get("ready") for s in statuses):
+            name = pod["metadata"]["name"]
+            logs = cluster.kubectl("logs", "-n", namespace, name, "--tail=40", check=False)
+            previous = cluster.kubectl(
+                "logs", "-n", namespace, name, "--previous", "--tail=40", check=False
+            )
+            parts.append(f"--- {name}\n{logs}\n--- {name} (previous)\n{previous}")
+    return "\n".join(parts)
 
 
 def _existing_cluster() -> Cluster | None:
@@ -118,18 +148,12 @@ def release(cluster: Cluster) -> str:
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
     )
-    cluster.helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "-f",
-        str(WORKERS_VALUES),
-        "--set",
-        f"amqp.url={cluster.amqp_url}",
-        "--wait",
-        "--timeout",
-        "5m",
-    )
+    try:
+        cluster.helm(
+            "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
+            "-f", str(WORKERS_VALUES), "--set", f"amqp.url={cluster.amqp_url}",
+            "--wait", "--timeout", "4m",
+        )  # fmt: skip
+    except CommandFailed as error:
+        raise CommandFailed(f"{error}\n{diagnose(cluster, NAMESPACE)}") from None
     return NAMESPACE

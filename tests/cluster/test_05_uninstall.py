@@ -13,6 +13,8 @@ def test_uninstall_leaves_nothing_but_the_crd(cluster: Cluster, release: str) ->
     cluster.kubectl("delete", "sagas", "--all", "-n", release, "--wait=true", timeout=120)
     cluster.helm("uninstall", RELEASE, "--namespace", release, "--wait", "--timeout", "3m")
     selector = f"app.kubernetes.io/instance={RELEASE}"
+    # The Deployments are gone when uninstall returns; their pods end after their grace period.
+    cluster.kubectl("wait", "--for=delete", "pods", "-n", release, "-l", selector, "--timeout=120s")
     left = cluster.kubectl("get", KINDS, "-n", release, "-l", selector, "-o", "name")
     assert left.strip() == "", f"left behind in {release}: {left}"
     pods = cluster.kubectl("get", "pods", "-n", release, "-o", "name")

@@ -537,3 +537,16 @@ def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() ->
 def test_secret_holds_the_url_for_the_pods() -> None:
     secret = one(render("kubesaga", "--set", "amqp.url=amqp://a:b@c:5672/"), "Secret")
     assert secret["stringData"] == {"url": "amqp://a:b@c:5672/"}
+
+
+def test_no_pod_gets_service_link_variables() -> None:
+    """A Service named ``<release>-metrics`` makes the kubelet set KUBESAGA_METRICS_PORT=tcp://...
+    in every pod of the namespace (Docker-link variables), which broke every worker on a real node:
+    each pod the chart makes turns them off."""
+    docs = render(
+        "kubesaga", "-f", str(WORKERS_VALUES), "--set", "metrics.service.enabled=true", tests=True
+    )
+    pods = [d["spec"] for d in find(docs, "Pod")]
+    pods += [d["spec"]["template"]["spec"] for d in find(docs, "Deployment")]
+    assert len(pods) == 6  # the operator, four workers, the helm test hook
+    assert all(pod.get("enableServiceLinks") is False for pod in pods)

@@ -81,3 +81,14 @@ def test_broker_settings_come_from_the_one_settings_object() -> None:
         7,
     )
     assert (broker.results_queue, broker.dead_letter_queue) == ("r", "d")
+
+
+def test_a_service_link_variable_in_a_setting_is_explained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the kubelet sets for a Service named kubesaga-metrics must not pass as a setting."""
+    from kubesaga.settings import Settings
+
+    monkeypatch.setenv("KUBESAGA_METRICS_PORT", "tcp://10.96.80.193:8080")
+    with pytest.raises(ValueError, match="enableServiceLinks: false"):
+        Settings()
