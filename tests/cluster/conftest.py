@@ -9,7 +9,8 @@ Fixtures:
                     is installed with the examples' workers, once per session
 
 The tests in this folder run in file order and share one release: install, examples, resilience,
-``helm test``, uninstall, then ``down`` with the host check.
+``helm test``, uninstall, ``kubesaga demo --cluster`` (its own release), and last, whatever its
+number, ``down`` with the host check (``test_06_host.py``; ordered by ``tests/conftest.py``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kubesaga.demo import DemoError, find_repo, load_examples
+from kubesaga.demo.examples import select_examples
 from kubesaga.demo.platform import parse_exports
-from kubesaga.demo.runner import _select
 from kubesaga.models import SagaPhase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,13 +32,13 @@ def test_the_examples_and_their_expected_phases_come_from_the_manifests() -> Non
 
 def test_examples_are_chosen_by_folder_or_number() -> None:
     examples = load_examples(REPO / "examples")
-    assert [e.key for e in _select(examples, ("02", "04-retry-timeout"))] == [
+    assert [e.key for e in select_examples(examples, ("02", "04-retry-timeout"))] == [
         "02-compensation",
         "04-retry-timeout",
     ]
-    assert _select(examples, ()) == examples
+    assert select_examples(examples, ()) == examples
     with pytest.raises(DemoError, match="no example matches 9"):
-        _select(examples, ("9",))
+        select_examples(examples, ("9",))
 
 
 def test_a_manifest_with_an_invalid_spec_is_one_clear_error(tmp_path: Path) -> None:

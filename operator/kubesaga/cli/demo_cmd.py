@@ -1,4 +1,5 @@
-"""``kubesaga demo``: the examples on a local platform, with live progress and a summary."""
+"""``kubesaga demo``: the examples on a local platform (or, with --cluster, as pods on the one-node
+cluster), with live progress and a summary."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import typer
 
 
 def demo(
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Run the examples as pods on the one-node cluster (hack/cluster.sh; root), "
+            "installed with Helm, instead of as local processes.",
+        ),
+    ] = False,
     keep: Annotated[
         bool,
         typer.Option(
-            help="Leave the platform, operator and workers running; print how to use them."
+            help="Leave everything running (platform or node, operator, workers); print how to "
+            "use it."
         ),
     ] = False,
     namespace: Annotated[
@@ -38,12 +48,22 @@ def demo(
 
     Exits 0 when every saga reached its expected phase. With KUBESAGA_USE_EXISTING=1, KUBECONFIG
     and KUBESAGA_AMQP_URL it uses your cluster and broker instead of starting the local platform.
+
+    With --cluster: the one-node cluster of hack/cluster.sh (started, or reused when it runs), the
+    chart installed with `helm upgrade --install` and the examples' worker Deployments in a
+    namespace enforcing Pod Security restricted, then the same sagas, live view and summary.
+    Without --keep it uninstalls, deletes the namespace and stops the node if it started it.
     """
     from kubesaga.cli.render import make_console
     from kubesaga.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(
-        namespace=namespace, timeout=timeout, keep=keep, repo=repo, only=tuple(example or ())
+        namespace=namespace,
+        timeout=timeout,
+        keep=keep,
+        repo=repo,
+        only=tuple(example or ()),
+        cluster=cluster,
     )
     console = make_console()
     try:

@@ -86,3 +86,14 @@ def _load(folder: Path, manifest: Path) -> Example:
     return Example(
         folder=folder, name=str(meta.get("name") or folder.name), spec=spec, expected=expected
     )
+
+
+def select_examples(examples: list[Example], only: tuple[str, ...]) -> list[Example]:
+    """The examples named by folder (``02-compensation``) or number prefix (``02``); all if none."""
+    if not only:
+        return examples
+    chosen = [e for e in examples if any(e.key == o or e.key.startswith(f"{o}-") for o in only)]
+    if not chosen:
+        known = ", ".join(e.key for e in examples)
+        raise DemoError(f"no example matches {', '.join(only)}; the examples are: {known}")
+    return chosen
