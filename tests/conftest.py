@@ -42,8 +42,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 UNIT_DIR = TESTS_DIR / "unit"
 CLUSTER_DIR = TESTS_DIR / "cluster"
-CLUSTER_DOWN_TEST = CLUSTER_DIR / "test_06_host.py"
-"""Stops the node (``hack/cluster.sh down``): it runs after every other test."""
 TESTENV = REPO_ROOT / "hack" / "testenv.sh"
 
 # Generous: covers a first-time build of the binaries when nobody ran `hack/testenv.sh build`.
@@ -64,11 +62,7 @@ class Platform:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark by folder: ``unit/`` -> ``unit``, ``cluster/`` -> ``cluster``, else ``integration``.
-
-    The cluster tier's ``down`` test moves to the end, after every test that needs the node.
-    """
-    items.sort(key=lambda item: Path(str(item.path)).resolve() == CLUSTER_DOWN_TEST)
+    """Mark by folder: ``unit/`` -> ``unit``, ``cluster/`` -> ``cluster``, else ``integration``."""
     for item in items:
         if any(item.get_closest_marker(m) for m in ("unit", "integration", "cluster")):
             continue

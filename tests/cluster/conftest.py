@@ -9,8 +9,8 @@ Fixtures:
                     is installed with the examples' workers, once per session
 
 The tests in this folder run in file order and share one release: install, examples, resilience,
-``helm test``, uninstall, ``kubesaga demo --cluster`` (its own release), and last, whatever its
-number, ``down`` with the host check (``test_06_host.py``; ordered by ``tests/conftest.py``).
+``helm test``, uninstall, ``kubesaga demo --cluster`` (its own release), and last ``down`` with
+the host check (``test_99_down.py``).
 """
 
 from __future__ import annotations
