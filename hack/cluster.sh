@@ -418,7 +418,6 @@ cmd_up() {
 
 cmd_images() {
     alive containerd || die "the cluster is not running; start it with: eval \"\$(hack/cluster.sh up)\""
-    "$ROOT/hack/images.sh" build kubesaga examples >&2
     CONTAINERD_ADDRESS="$CONTAINERD_SOCK" "$ROOT/hack/images.sh" import kubesaga examples >&2
 }
 
