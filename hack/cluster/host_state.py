@@ -38,6 +38,8 @@ VOLATILE_SYSCTLS = (
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_DEPTH = 3
+# Cgroups this machine's own tooling creates and removes per command (not the node's business).
+FOREIGN_CGROUPS = ("process_api",)
 
 
 def _run(*args: str) -> str:
@@ -84,7 +86,7 @@ def cgroups() -> list[str]:
             depth = len(Path(dirpath).relative_to(controller).parts)
             if depth >= CGROUP_DEPTH:
                 dirnames.clear()
-            if depth:
+            if depth and Path(dirpath).relative_to(controller).parts[0] not in FOREIGN_CGROUPS:
                 found.append(dirpath)
     return sorted(found)
 
@@ -133,8 +135,10 @@ BUILTIN_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
 
 
 def _only_empty_builtins(entries: list[str]) -> bool:
-    return all(e.startswith(":") and e[1:].split()[0] in BUILTIN_CHAINS
-               and e.endswith(" ACCEPT") for e in entries)
+    return all(
+        e.startswith(":") and e[1:].split()[0] in BUILTIN_CHAINS and e.endswith(" ACCEPT")
+        for e in entries
+    )
 
 
 def restore(before: dict[str, object]) -> None:
@@ -156,17 +160,19 @@ def restore(before: dict[str, object]) -> None:
                     capture_output=True,
                     check=False,
                 )
-        if table not in was_ipt and _only_empty_builtins(entries) and shutil.which("nft"):
-            # iptables-nft created this table; without nft it stays (empty, accepting everything).
-            nft_family = "ip" if family == "iptables" else "ip6"
-            subprocess.run(["nft", "delete", "table", nft_family, name], capture_output=True,
-                           check=False)
-            continue
         new_chains = [c[1:].split()[0] for c in entries if c.startswith(":") and c not in old]
         for chain in new_chains:
             subprocess.run([family, "-t", name, "-F", chain], capture_output=True, check=False)
         for chain in new_chains:
             subprocess.run([family, "-t", name, "-X", chain], capture_output=True, check=False)
+    for table, entries in iptables().items():
+        if table not in was_ipt and _only_empty_builtins(entries) and shutil.which("nft"):
+            # iptables-nft created this table; without nft it stays (empty, accepting everything).
+            family, name = table.split()
+            nft_family = "ip" if family == "iptables" else "ip6"
+            subprocess.run(
+                ["nft", "delete", "table", nft_family, name], capture_output=True, check=False
+            )
     for path in sorted(set(cgroups()) - set(before["cgroups"]), key=len, reverse=True):  # type: ignore[arg-type]
         # Deeper cgroups (pods, containers) first; rmdir removes only empty, process-free cgroups.
         for dirpath, _, _ in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
@@ -178,7 +184,9 @@ def restore(before: dict[str, object]) -> None:
     assert isinstance(was_sysctl, dict)
     for key, value in is_sysctl.items():
         if key in was_sysctl and was_sysctl[key] != value:
-            subprocess.run(["sysctl", "-qw", f"{key}={was_sysctl[key]}"], capture_output=True, check=False)
+            subprocess.run(
+                ["sysctl", "-qw", f"{key}={was_sysctl[key]}"], capture_output=True, check=False
+            )
 
 
 def main(argv: list[str]) -> int:
