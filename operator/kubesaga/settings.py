@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     amqp_ca_file: str | None = None
     """CA bundle that signs the broker's certificate (amqps://)."""
     quorum_queues: bool = False
-    """Declare action and results queues as quorum queues (replicated, for HA brokers)."""
+    """Declare action queues as quorum queues (replicated, for HA brokers); see docs/protocol.md."""
     results_queue: str = "kubesaga.results"
     """Queue the workers publish results to and the operator consumes (one per installation)."""
     dead_letter_queue: str = "kubesaga.dead-letter"

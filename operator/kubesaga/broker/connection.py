@@ -24,6 +24,7 @@ from kubesaga.broker.consumer import Outcome, Subscription
 from kubesaga.broker.topology import (
     DEAD_LETTER_QUEUE,
     RESULTS_QUEUE,
+    MismatchHook,
     action_queue,
     declare_exchange,
     declare_queue,
@@ -43,6 +44,7 @@ DeadLetterHook = Callable[[str, str], None]
 class BrokerSettings:
     url: str
     quorum_queues: bool = False
+    """Declare action queues (only those, as docs/protocol.md says) as quorum queues."""
     ca_file: str | None = None
     """CA bundle that verifies the broker's certificate, for ``amqps://`` URLs."""
     prefetch: int = 64
@@ -77,29 +79,40 @@ class Broker:
         channel: AbstractRobustChannel,
         exchange: AbstractExchange,
         on_dead_letter: DeadLetterHook | None,
+        on_queue_mismatch: MismatchHook | None = None,
     ) -> None:
         self.settings = settings
         self.connection = connection
         self._channel = channel
         self._exchange = exchange
         self._on_dead_letter = on_dead_letter
+        self._on_queue_mismatch = on_queue_mismatch
+        self._mismatched: set[str] = set()
         self._declared: set[str] = set()
         self._subscriptions: list[Subscription[Any]] = []
         self._closing = False
 
     @classmethod
     async def connect(
-        cls, settings: BrokerSettings, *, on_dead_letter: DeadLetterHook | None = None
+        cls,
+        settings: BrokerSettings,
+        *,
+        on_dead_letter: DeadLetterHook | None = None,
+        on_queue_mismatch: MismatchHook | None = None,
     ) -> Broker:
-        """Connect, open the confirming publisher channel and declare the shared topology."""
+        """Connect, open the confirming publisher channel and declare the shared topology.
+
+        ``on_queue_mismatch(queue, argument)`` is called for each queue found to exist with
+        other arguments than ours (it is used as it is; see ``topology.declare_queue``).
+        """
         context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
         connection = await aio_pika.connect_robust(settings.url, ssl_context=context)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await declare_exchange(channel)
-            broker = cls(settings, connection, channel, exchange, on_dead_letter)
-            await broker._declare(settings.dead_letter_queue)
-            await broker._declare(settings.results_queue)
+            broker = cls(settings, connection, channel, exchange, on_dead_letter, on_queue_mismatch)
+            await broker._declare(settings.dead_letter_queue, quorum=False)
+            await broker._declare(settings.results_queue, quorum=False)
         except BaseException:
             await connection.close()
             raise
@@ -128,31 +141,49 @@ class Broker:
 
     async def declare_action(self, action: str) -> None:
         """Declare the action's queue (idempotent; once per process)."""
-        await self._declare(action_queue(action))
+        await self._declare(action_queue(action), quorum=self.settings.quorum_queues)
 
-    async def _declare(self, name: str) -> None:
+    async def _declare(self, name: str, *, quorum: bool) -> None:
         if name in self._declared:
             return
         await declare_queue(
+            self.connection,
             self._channel,
             self._exchange,
             name,
-            quorum=self.settings.quorum_queues,
+            quorum=quorum,
+            report=self._mismatch,
         )
         self._declared.add(name)
+
+    def _mismatch(self, queue: str, argument: str, reply: str) -> None:
+        """Say it once per queue and process (the publisher and a consumer both declare)."""
+        if queue in self._mismatched:
+            return
+        self._mismatched.add(queue)
+        log.warning(
+            "queue %s exists with another %s than kubesaga declares (%s); using it as it is",
+            queue,
+            argument,
+            reply,
+            extra={"queue": queue, "argument": argument},
+        )
+        if self._on_queue_mismatch is not None:
+            self._on_queue_mismatch(queue, argument)
 
     # ------------------------------------------------------------------------------ publishing
 
     async def publish_command(self, command: Command) -> None:
         """Publish to the action's queue (declared first) and wait for the confirm."""
         queue = action_queue(command.action)
-        await self._declare(queue)
+        quorum = self.settings.quorum_queues
+        await self._declare(queue, quorum=quorum)
         try:
             await self._publish(lambda: publisher.command_message(command), queue)
         except PublishError:
             # Returned unroutable: someone deleted the queue since we declared it.
             self._declared.discard(queue)
-            await self._declare(queue)
+            await self._declare(queue, quorum=quorum)
             await self._publish(lambda: publisher.command_message(command), queue)
 
     async def publish_result(self, result: Result) -> None:
@@ -207,6 +238,7 @@ class Broker:
             Result.model_validate_json,
             handler,
             self.settings.prefetch,
+            quorum=False,
         )
 
     async def consume_commands(
@@ -217,7 +249,13 @@ class Broker:
     ) -> None:
         """Consume the actions' queues (for workers), declaring them; returns once consuming."""
         queues = [action_queue(action) for action in actions]
-        await self._subscribe(queues, Command.model_validate_json, handler, prefetch)
+        await self._subscribe(
+            queues,
+            Command.model_validate_json,
+            handler,
+            prefetch,
+            quorum=self.settings.quorum_queues,
+        )
 
     async def _subscribe(
         self,
@@ -225,6 +263,8 @@ class Broker:
         parse: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[Outcome]],
         prefetch: int,
+        *,
+        quorum: bool,
     ) -> None:
         channel = await self.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
@@ -239,9 +279,11 @@ class Broker:
         exchange = await declare_exchange(channel)
         for name in queues:
             queue = await declare_queue(
+                self.connection,
                 channel,
                 exchange,
                 name,
-                quorum=self.settings.quorum_queues,
+                quorum=quorum,
+                report=self._mismatch,
             )
             await subscription.consume(queue)

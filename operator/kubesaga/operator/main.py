@@ -35,6 +35,7 @@ async def run_operator(
         broker = await Broker.connect(
             BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,
+            on_queue_mismatch=metrics.queue_mismatch,
         )
         orchestrator = Orchestrator(
             SagaStore(api),
