@@ -28,6 +28,7 @@ from kubesaga.errors import RetryableError
 from kubesaga.models import Command, CommandKind, Result, ResultStatus, SagaRef
 from kubesaga.worker import StepContext, Worker
 from tests.integration.harness import unique
+from tests.integration.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -408,52 +409,6 @@ async def test_command_of_a_worker_stopped_hard_is_finished_by_another_worker(
         ResultStatus.SUCCEEDED,
         "orders",
     )
-
-
-class TcpProxy:
-    """Forwards TCP connections to the broker; ``drop()`` cuts them all, like a network fault."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._upstream = (host, port)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def drop(self) -> None:
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        self.drop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        self._writers |= {writer, up_writer}
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except ConnectionError:
-            pass
-        finally:
-            sink.transport.abort()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

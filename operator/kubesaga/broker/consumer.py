@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+CANCEL_TIMEOUT_S = 2.0
+"""How long stopping a consumer may wait for the broker; a connection that is down has none."""
+
 DeadLetterFn = Callable[[bytes, str, str, Mapping[str, Any] | None], Awaitable[None]]
 """``dead_letter(body, reason, source_queue, headers)``, i.e. ``Broker.dead_letter``."""
 
@@ -97,7 +100,9 @@ class Subscription(Generic[T]):
         consumers, self._consumers = self._consumers, []
         for queue, tag in consumers:
             try:
-                await queue.cancel(tag)
+                # A robust channel waits for its connection: with the broker gone, for ever.
+                async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                    await queue.cancel(tag)
             except Exception as exc:  # the channel is gone: so are its deliveries
                 log.debug("cancelling consumer on %s failed: %r", queue.name, exc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import kopf
 
@@ -22,8 +23,13 @@ async def run_operator(
     settings: Settings,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    signals: Callable[[], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or forever). ``ready`` is set once the watch is running."""
+    """Run until ``stop`` is set (or forever). ``ready`` is set once the watch is running.
+
+    kopf installs SIGTERM/SIGINT handlers of its own when it starts in the main thread (a second
+    signal makes them fail); ``signals`` is called right after, to put the caller's back.
+    """
     api = await make_api_client(settings.kubeconfig)
     orchestrator: Orchestrator | None = None
     events = EventPoster(api, settings.events)
@@ -52,7 +58,8 @@ async def run_operator(
         events.start()
         await broker.consume_results(orchestrator.on_result)
         announce = asyncio.create_task(_announce_ready(ready_flag))
-        await kopf.operator(
+        existing = set(asyncio.all_tasks())
+        tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
             registry=build_registry(orchestrator, namespaced=bool(settings.namespaces)),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
@@ -60,6 +67,9 @@ async def run_operator(
             stop_flag=stop,
             ready_flag=ready_flag,
         )
+        if signals is not None:
+            signals()
+        await kopf.run_tasks(tasks, ignored=existing)
     finally:
         if "announce" in locals():
             announce.cancel()
