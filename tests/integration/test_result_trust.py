@@ -1,0 +1,92 @@
+"""Results that must not be applied, and what refusing them may reveal (issue 10, defect 2).
+
+A dispatch id's random part is the only proof that a result comes from the handler that received
+the command. Refusing a guessed id must not tell the guesser the right one: not in the dead
+letter, its headers, the operator's log, an Event or a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import aio_pika
+import pytest
+from kubernetes_asyncio import client as k8s
+
+from kubesaga import SagaClient
+from kubesaga.broker.topology import HEADER_REASON
+from kubesaga.settings import Settings
+from tests.integration.harness import free_port, next_dead_letter, operator_task
+from tests.integration.scripted import step
+from tests.integration.test_faults import dispatched, scrape, watch_status
+
+pytestmark = pytest.mark.usefixtures("saga_crd")
+
+
+def result_body(
+    dispatch_id: str, namespace: str, name: str, uid: str, step_name: str = "create_order"
+) -> bytes:
+    return json.dumps(
+        {
+            "version": 1,
+            "dispatchId": dispatch_id,
+            "saga": {"namespace": namespace, "name": name, "uid": uid},
+            "step": step_name,
+            "kind": "execute",
+            "attempt": 1,
+            "status": "succeeded",
+            "output": {},
+        }
+    ).encode()
+
+
+async def publish(amqp_url: str, queue: str, body: bytes) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, content_type="application/json"), routing_key=queue
+        )
+
+
+async def test_refusing_a_guessed_dispatch_id_reveals_the_valid_one_nowhere(
+    operator_settings: Settings,
+    saga_client: SagaClient,
+    api_client: k8s.ApiClient,
+    amqp_url: str,
+    namespace: str,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    settings = operator_settings.model_copy(
+        update={"metrics_port": port, "metrics_host": "127.0.0.1"}
+    )
+    async with operator_task(settings):  # no worker: the step stays in flight
+        saga = await saga_client.start("guess-1", [step(prefix, "create_order")])
+        status = await watch_status(saga_client, "guess-1", dispatched("create_order"))
+        valid = status.step("create_order").dispatch_id
+        assert valid is not None
+        guessed = valid.rsplit("/", 1)[0] + "/000000000000"
+        body = result_body(guessed, namespace, "guess-1", saga.uid)
+        await publish(amqp_url, settings.results_queue, body)
+        dead = await next_dead_letter(amqp_url, settings.dead_letter_queue)
+        metrics = await scrape(port)
+    events = await k8s.CoreV1Api(api_client).list_namespaced_event(namespace)
+    assert dead.body == body
+    reason = str((dead.headers or {}).get(HEADER_REASON))
+    assert "stale or unknown dispatch id" in reason
+    places = {
+        "dead-letter headers": repr(dead.headers),
+        "dead-letter properties": repr(dead.info()),
+        "kubesaga's log": "\n".join(
+            f"{r.getMessage()} {r.__dict__}"
+            for r in caplog.records
+            if r.name.startswith("kubesaga")
+        ),
+        "events": " ".join(f"{e.reason} {e.message}" for e in events.items),
+        "metrics": repr(metrics),
+    }
+    assert [where for where, text in places.items() if valid in text] == []
