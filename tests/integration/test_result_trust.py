@@ -1,21 +1,27 @@
-"""Results that must not be applied, and what refusing them may reveal (issue 10, defect 2).
+"""Results that must not be applied, and what refusing them may reveal (issue 10, defects 2, 4).
 
 A dispatch id's random part is the only proof that a result comes from the handler that received
 the command. Refusing a guessed id must not tell the guesser the right one: not in the dead
-letter, its headers, the operator's log, an Event or a metric.
+letter, its headers, the operator's log, an Event or a metric. And an operator limited to
+namespaces must refuse results naming a saga in any other namespace, even one its credentials
+could reach.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
 import pytest
+import pytest_asyncio
 from kubernetes_asyncio import client as k8s
 
 from kubesaga import SagaClient
 from kubesaga.broker.topology import HEADER_REASON
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from tests.integration.harness import free_port, next_dead_letter, operator_task
 from tests.integration.scripted import step
@@ -90,3 +96,47 @@ async def test_refusing_a_guessed_dispatch_id_reveals_the_valid_one_nowhere(
         "metrics": repr(metrics),
     }
     assert [where for where, text in places.items() if valid in text] == []
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other_namespace(api_client: k8s.ApiClient, namespace: str) -> AsyncIterator[str]:
+    """A second namespace, not watched by the test's operator."""
+    core = k8s.CoreV1Api(api_client)
+    name = f"{namespace[:50]}-other"
+    await core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        await core.delete_namespace(name)
+
+
+async def test_result_naming_an_unwatched_namespace_is_dead_lettered_and_changes_nothing(
+    operator_settings: Settings,
+    api_client: k8s.ApiClient,
+    amqp_url: str,
+    other_namespace: str,
+    prefix: str,
+) -> None:
+    custom = k8s.CustomObjectsApi(api_client)
+    body: dict[str, Any] = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Saga",
+        "metadata": {"name": "elsewhere"},
+        "spec": {"steps": [step(prefix, "create_order")]},
+    }
+    created = await custom.create_namespaced_custom_object(
+        API_GROUP, API_VERSION, other_namespace, PLURAL, body
+    )
+    uid = created["metadata"]["uid"]
+    async with operator_task(operator_settings):
+        result = result_body(f"{uid}/create_order/execute/1/x", other_namespace, "elsewhere", uid)
+        await publish(amqp_url, operator_settings.results_queue, result)
+        dead = await next_dead_letter(amqp_url, operator_settings.dead_letter_queue)
+    after = await custom.get_namespaced_custom_object(
+        API_GROUP, API_VERSION, other_namespace, PLURAL, "elsewhere"
+    )
+    assert dead.body == result
+    reason = str((dead.headers or {}).get(HEADER_REASON))
+    assert f"namespace {other_namespace!r} is not watched" in reason
+    assert "status" not in after, "the operator wrote a saga it does not watch"
+    assert after["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]

@@ -13,6 +13,7 @@ from kubesaga.operator.events import EventPoster
 from kubesaga.operator.handlers import build_registry
 from kubesaga.operator.metrics import Metrics, serve
 from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.operator.scope import only_watched
 from kubesaga.settings import Settings
 from kubesaga.store import SagaStore, make_api_client
 
@@ -56,7 +57,10 @@ async def run_operator(
                 metrics, ready_flag.is_set, settings.metrics_host, settings.metrics_port
             )
         events.start()
-        await broker.consume_results(orchestrator.on_result)
+        rejected = metrics.results.labels(verdict="rejected").inc
+        await broker.consume_results(
+            only_watched(orchestrator.on_result, settings.namespaces, rejected)
+        )
         announce = asyncio.create_task(_announce_ready(ready_flag))
         existing = set(asyncio.all_tasks())
         tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
