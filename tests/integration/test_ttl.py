@@ -112,7 +112,6 @@ async def test_ttl_delete_refused_is_retried_until_it_succeeds(
     namespace: str,
     prefix: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     ttl_failures: TtlFailures,
 ) -> None:
     core, rbac = k8s.CoreV1Api(api_client), k8s.RbacAuthorizationV1Api(api_client)
@@ -128,7 +127,6 @@ async def test_ttl_delete_refused_is_retried_until_it_succeeds(
         ),
     )
     sa_kubeconfig = str(token_kubeconfig(kubeconfig, token.status.token, tmp_path / "sa"))
-    monkeypatch.setenv("KUBECONFIG", sa_kubeconfig)  # kopf's login reads the environment
     settings = operator_settings.model_copy(update={"kubeconfig": sa_kubeconfig})
     worker, _ = scripted_worker(prefix)
     async with operator_task(settings), worker_task(worker, settings):

@@ -64,7 +64,9 @@ async def run_operator(
         announce = asyncio.create_task(_announce_ready(ready_flag))
         existing = set(asyncio.all_tasks())
         tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
-            registry=build_registry(orchestrator, namespaced=bool(settings.namespaces)),
+            registry=build_registry(
+                orchestrator, namespaced=bool(settings.namespaces), kubeconfig=settings.kubeconfig
+            ),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
