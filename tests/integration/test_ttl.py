@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import watch
 
 from kubesaga import SagaClient, SagaPhase
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
+from kubesaga.store.watching import watch_until
 from tests.integration.chart import token_kubeconfig
 from tests.integration.harness import operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
@@ -80,28 +80,28 @@ async def grant(rbac: k8s.RbacAuthorizationV1Api, namespace: str, name: str, rul
 
 
 async def deleted(api: k8s.ApiClient, namespace: str, name: str) -> None:
-    """Return once the saga is gone (watching for its DELETED event)."""
+    """Return once the saga is gone (listed no more, or its DELETED event arrived)."""
+
+    def gone(kind: str, obj: Any) -> bool | None:
+        return True if kind == "DELETED" else None
+
     custom = k8s.CustomObjectsApi(api)
     listing = await custom.list_namespaced_custom_object(
         API_GROUP, API_VERSION, namespace, PLURAL, field_selector=f"metadata.name={name}"
     )
     if not listing["items"]:
         return
-    stream = watch.Watch().stream(
-        custom.list_namespaced_custom_object,
-        API_GROUP,
-        API_VERSION,
-        namespace,
-        PLURAL,
-        field_selector=f"metadata.name={name}",
-        resource_version=listing["metadata"]["resourceVersion"],
-        timeout_seconds=WAIT_S,
-    )
-    async with stream:
-        async for event in stream:
-            if event["type"] == "DELETED":
-                return
-    raise AssertionError(f"saga {namespace}/{name} was not deleted")
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            custom.list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            check=gone,
+            field_selector=f"metadata.name={name}",
+            resource_version=listing["metadata"]["resourceVersion"],
+        )
 
 
 async def test_ttl_delete_refused_is_retried_until_it_succeeds(
