@@ -30,7 +30,7 @@ from kubernetes_asyncio import client as k8s
 
 from kubesaga import SagaClient, StepContext, Worker
 from kubesaga.broker import action_queue
-from kubesaga.broker.topology import HEADER_MESSAGE_ID, HEADER_REASON, HEADER_SOURCE_QUEUE
+from kubesaga.broker.topology import HEADER_REASON, HEADER_SOURCE_QUEUE
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store import SagaObject, SagaStore, watching
@@ -233,7 +233,7 @@ async def dead_letters(
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             headers = message.headers or {}
-            key = str(headers.get(HEADER_MESSAGE_ID) or message.message_id or "")
+            key = str(message.message_id or "")
             got.setdefault(key, []).append(
                 (str(headers.get(HEADER_REASON, "")), str(headers.get(HEADER_SOURCE_QUEUE, "")))
             )

@@ -197,11 +197,15 @@ class Broker:
         reason: str,
         source_queue: str,
         headers: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep a message nobody can process, with the reason, on the dead-letter queue."""
+        """Keep a message nobody can process on the dead-letter queue: its body, ``headers`` and
+        ``properties`` (``publisher.KEPT_PROPERTIES``) as they were, plus the reason and the
+        source queue in two headers."""
         queue = self.settings.dead_letter_queue
         await self._publish(
-            lambda: publisher.dead_letter_message(body, reason, source_queue, headers), queue
+            lambda: publisher.dead_letter_message(body, reason, source_queue, headers, properties),
+            queue,
         )
         if self._on_dead_letter is not None:
             try:

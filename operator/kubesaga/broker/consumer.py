@@ -19,8 +19,6 @@ from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
-from kubesaga.broker.topology import HEADER_MESSAGE_ID
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -28,8 +26,10 @@ T = TypeVar("T")
 CANCEL_TIMEOUT_S = 2.0
 """How long stopping a consumer may wait for the broker; a connection that is down has none."""
 
-DeadLetterFn = Callable[[bytes, str, str, Mapping[str, Any] | None], Awaitable[None]]
-"""``dead_letter(body, reason, source_queue, headers)``, i.e. ``Broker.dead_letter``."""
+DeadLetterFn = Callable[
+    [bytes, str, str, Mapping[str, Any] | None, Mapping[str, Any] | None], Awaitable[None]
+]
+"""``dead_letter(body, reason, source_queue, headers, properties)``: ``Broker.dead_letter``."""
 
 
 class Disposition(enum.Enum):
@@ -159,11 +159,21 @@ class Subscription(Generic[T]):
     async def _settle(self, queue: str, message: AbstractIncomingMessage, outcome: Outcome) -> None:
         extra = {"queue": queue, "message_id": message.message_id, "reason": outcome.reason}
         if outcome.disposition is Disposition.DEAD_LETTER:
-            headers = dict(message.headers or {})
-            if message.message_id:
-                headers.setdefault(HEADER_MESSAGE_ID, message.message_id)
+            properties = {
+                "content_type": message.content_type,
+                "content_encoding": message.content_encoding,
+                "message_id": message.message_id,
+                "correlation_id": message.correlation_id,
+                "type": message.type,
+                "timestamp": message.timestamp,
+                "app_id": message.app_id,
+                "priority": message.priority,
+                "reply_to": message.reply_to,
+            }
             try:
-                await self._dead_letter(message.body, outcome.reason, queue, headers)
+                await self._dead_letter(
+                    message.body, outcome.reason, queue, dict(message.headers or {}), properties
+                )
             except Exception:
                 log.exception("dead-lettering a message from %s failed; requeueing it", queue)
                 outcome = Outcome.requeue("dead-lettering failed")

@@ -34,7 +34,6 @@ RESULT_TYPE = "kubesaga.result.v1"
 HEADER_SAGA = "x-kubesaga-saga"
 HEADER_REASON = "x-kubesaga-reason"
 HEADER_SOURCE_QUEUE = "x-kubesaga-source-queue"
-HEADER_MESSAGE_ID = "x-kubesaga-message-id"
 
 _ACTION = re.compile(limits.ACTION_PATTERN)
 _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
