@@ -259,6 +259,7 @@ class Broker:
             handler,
             prefetch,
             quorum=self.settings.quorum_queues,
+            misplaced=_misplaced_command,
         )
 
     async def _subscribe(
@@ -269,6 +270,7 @@ class Broker:
         prefetch: int,
         *,
         quorum: bool,
+        misplaced: Callable[[str, T], str | None] | None = None,
     ) -> None:
         channel = await self.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
@@ -278,6 +280,7 @@ class Broker:
             handler=handler,
             dead_letter=self.dead_letter,
             requeue_delay=self.settings.requeue_delay,
+            misplaced=misplaced,
         )
         self._subscriptions.append(subscription)
         exchange = await declare_exchange(channel)
@@ -291,3 +294,16 @@ class Broker:
                 report=self._mismatch,
             )
             await subscription.consume(queue)
+
+
+def _misplaced_command(queue: str, command: Command) -> str | None:
+    """A command is run only from its own action's queue: one published (by mistake or by a
+    worker allowed to publish to the exchange) onto another action's queue is not this queue's
+    consumer's to run, even when the same worker happens to serve both actions."""
+    try:
+        expected = action_queue(command.action)
+    except ValueError as error:
+        return str(error)
+    if expected == queue:
+        return None
+    return f"command for action {command.action!r} arrived on queue {queue!r}, not {expected!r}"

@@ -76,8 +76,11 @@ class Subscription(Generic[T]):
         handler: Callable[[T], Awaitable[Outcome]],
         dead_letter: DeadLetterFn,
         requeue_delay: float,
+        misplaced: Callable[[str, T], str | None] | None = None,
     ) -> None:
         self.channel = channel
+        self._misplaced = misplaced
+        """``misplaced(queue, item)``: why ``item`` must not be handled from ``queue``, or None."""
         self._parse = parse
         self._handler = handler
         self._dead_letter = dead_letter
@@ -146,6 +149,8 @@ class Subscription(Generic[T]):
             item = self._parse(message.body)
         except ValueError as exc:  # pydantic's ValidationError, bad JSON included
             return Outcome.dead_letter(f"malformed message: {exc}")
+        if self._misplaced is not None and (reason := self._misplaced(queue, item)):
+            return Outcome.dead_letter(reason)
         try:
             return await self._handler(item)
         except Exception as exc:
