@@ -21,7 +21,7 @@ from kubernetes_asyncio import client as k8s
 
 from kubesaga import SagaClient
 from kubesaga.broker.topology import HEADER_REASON
-from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaStatus
 from kubesaga.settings import Settings
 from tests.integration.harness import free_port, next_dead_letter, operator_task
 from tests.integration.scripted import step
@@ -140,3 +140,21 @@ async def test_result_naming_an_unwatched_namespace_is_dead_lettered_and_changes
     assert f"namespace {other_namespace!r} is not watched" in reason
     assert "status" not in after, "the operator wrote a saga it does not watch"
     assert after["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
+async def test_commands_dispatched_together_do_not_share_their_secret(
+    operator_settings: Settings, saga_client: SagaClient, prefix: str
+) -> None:
+    """Parallel steps are dispatched by one decision; the handler of one must not learn from its
+    command the dispatch id of the other."""
+
+    def both_dispatched(status: SagaStatus) -> bool:
+        return dispatched("a")(status) and dispatched("b")(status)
+
+    async with operator_task(operator_settings):  # no worker: both stay in flight
+        await saga_client.start(
+            "siblings", [step(prefix, "a", dependsOn=[]), step(prefix, "b", dependsOn=[])]
+        )
+        status = await watch_status(saga_client, "siblings", both_dispatched)
+    ids = [status.step(name).dispatch_id or "" for name in ("a", "b")]
+    assert ids[0].rsplit("/", 1)[1] != ids[1].rsplit("/", 1)[1]
