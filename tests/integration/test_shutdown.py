@@ -53,6 +53,7 @@ class Process:
     proc: asyncio.subprocess.Process
     log: list[str] = field(default_factory=list)
     ready: asyncio.Future[None] | None = None
+    logged: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def start(cls, args: list[str], env: dict[str, str], ready_text: str) -> Process:
@@ -83,10 +84,21 @@ class Process:
         async for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip()
             self.log.append(line)
+            self.logged.set()
             if ready_text in line and not self.ready.done():
                 self.ready.set_result(None)
         if not self.ready.done():
             self.ready.set_exception(RuntimeError("exited:\n" + "\n".join(self.log[-30:])))
+
+    async def line_containing(self, text: str) -> str:
+        """The first log line containing ``text``, waiting for it if need be."""
+        async with asyncio.timeout(START_S):
+            while True:
+                self.logged.clear()
+                for line in self.log:
+                    if text in line:
+                        return line
+                await self.logged.wait()
 
     async def exit_code_within(self, seconds: float) -> int:
         try:
@@ -175,6 +187,7 @@ async def test_worker_stops_at_once_on_a_second_signal(
             await publish_and_wait_started(broker, worker, action)
             await proxy.close()
             worker.proc.send_signal(signal.SIGTERM)
+            await worker.line_containing("SIGTERM received")  # signals sent at once may reorder
             worker.proc.send_signal(signal.SIGINT)
             assert await worker.exit_code_within(AT_ONCE_S) == 128 + signal.SIGINT
         finally:
@@ -209,7 +222,8 @@ async def test_operator_stops_at_once_on_a_second_signal(
         try:
             await proxy.close()
             operator.proc.send_signal(signal.SIGTERM)
-            operator.proc.send_signal(signal.SIGINT)  # the same signal twice may coalesce
+            await operator.line_containing("SIGTERM received")  # signals sent at once may reorder
+            operator.proc.send_signal(signal.SIGINT)
             assert await operator.exit_code_within(AT_ONCE_S) == 128 + signal.SIGINT
         finally:
             await operator.kill()
