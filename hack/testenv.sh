@@ -11,6 +11,7 @@
 #   hack/testenv.sh env            print the exports of a running platform (no start)
 #   hack/testenv.sh restart-broker restart RabbitMQ of the running platform, keeping its data
 #                                  (the whole node stops and starts); for broker-restart tests
+#   hack/testenv.sh rabbitmqctl ARGS...  rabbitmqctl on the platform's node (users, permissions)
 #
 # Environment:
 #   KUBEBUILDER_ASSETS      folder holding kube-apiserver and etcd (envtest convention); else they are
@@ -499,6 +500,14 @@ cmd_restart_broker() {
     log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
 }
 
+# rabbitmqctl of this platform's node: its cookie, node name and ports come from rabbit_env.
+cmd_rabbitmqctl() {
+    pid_of rabbitmq >/dev/null || die "no RabbitMQ node of this platform runs; start it with: eval \"\$(hack/testenv.sh up)\""
+    rabbit_env
+    cd "$RS"
+    exec "$RABBIT_LIB/rabbitmqctl" "$@"
+}
+
 cmd_build() {
     if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
         log "KUBEBUILDER_ASSETS is set: using kube-apiserver and etcd from $KUBEBUILDER_ASSETS"
@@ -530,6 +539,7 @@ case "${1:-}" in
     status) cmd_status ;;
     env) cmd_env ;;
     restart-broker) cmd_restart_broker ;;
+    rabbitmqctl) shift; cmd_rabbitmqctl "$@" ;;
     build) cmd_build ;;
     prepare) cmd_prepare ;;
     helm-path) cmd_helm_path ;;

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     amqp_ca_file: str | None = None
     """CA bundle that signs the broker's certificate (amqps://)."""
     quorum_queues: bool = False
-    """Declare action and results queues as quorum queues (replicated, for HA brokers)."""
+    """Declare action queues as quorum queues (replicated, for HA brokers); see docs/protocol.md."""
     results_queue: str = "kubesaga.results"
     """Queue the workers publish results to and the operator consumes (one per installation)."""
     dead_letter_queue: str = "kubesaga.dead-letter"
@@ -29,9 +29,10 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=64, ge=1, le=10_000)
     """Results the operator works on at once."""
     kubeconfig: str | None = Field(
-        default=None, validation_alias=AliasChoices("KUBECONFIG", "KUBESAGA_KUBECONFIG")
+        default=None, validation_alias=AliasChoices("KUBESAGA_KUBECONFIG", "KUBECONFIG")
     )
-    """Kubeconfig file; unset means in-cluster configuration (or ~/.kube/config)."""
+    """Kubeconfig file (KUBESAGA_KUBECONFIG, else KUBECONFIG); unset means in-cluster, else
+    ~/.kube/config. The operator's watch and writes both use it (store.load_configuration)."""
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Namespaces to watch, comma separated; empty means all (cluster-wide)."""
     metrics_port: int = Field(default=8080, ge=0, le=65535)

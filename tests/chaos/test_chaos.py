@@ -37,13 +37,13 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.broker import EXCHANGE
 from kubesaga.client import SagaClient
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaSpec, SagaStatus, parse_status
 from kubesaga.settings import Settings
+from kubesaga.store import watching
 from tests.chaos.audit import audit, load_ledger, open_runs
 from tests.chaos.conftest import FIGURES, chaos_time_budget
 from tests.chaos.procs import REPO_ROOT, Proc, operator_proc, scrape, worker_proc
@@ -205,38 +205,17 @@ class NamespaceWatch:
             self._check()
 
     async def run(self) -> None:
-        rv: str | None = None
-        while True:
-            if rv is None:
-                listing = await self.api.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, self.namespace, PLURAL
-                )
-                for item in listing["items"]:
-                    self._observe(item)
-                rv = listing["metadata"]["resourceVersion"]
-            stream = watch.Watch().stream(
-                self.api.list_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                self.namespace,
-                PLURAL,
-                resource_version=rv,
-                timeout_seconds=120,
-            )
-            try:
-                async with stream:
-                    async for event in stream:
-                        obj = event["object"]
-                        if event["type"] == "ERROR":
-                            rv = None
-                            break
-                        rv = obj["metadata"]["resourceVersion"]
-                        if event["type"] != "DELETED":
-                            self._observe(obj)
-            except ApiException as error:
-                if error.status != 410:
-                    raise
-                rv = None
+        """Follow every saga of the namespace (``store.watching``: re-lists after 410 Gone)."""
+        async for kind, obj in watching.follow(
+            self.api.list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            self.namespace,
+            PLURAL,
+            watch_timeout=120,
+        ):
+            if kind != "DELETED":
+                self._observe(obj)
 
 
 class Injector:

@@ -7,6 +7,7 @@ using the same platform, and the platform itself is torn down by whoever started
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.client import SagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
+from kubesaga.store.watching import watch_until
 from tests.integration.harness import operator_task, unique
 
 ESTABLISH_TIMEOUT_S = 60
@@ -49,24 +51,23 @@ async def saga_crd_fixture(api_client: client.ApiClient) -> dict[str, Any]:
 
 async def _wait_established(api: client.ApiextensionsV1Api, *, generation: int) -> None:
     """Watch the CRD until the apiserver serves (at least) the generation that was written."""
-    stream = watch.Watch().stream(
-        api.list_custom_resource_definition,
-        field_selector=f"metadata.name={CRD_NAME}",
-        timeout_seconds=ESTABLISH_TIMEOUT_S,
-    )
-    async with stream:
-        async for event in stream:
-            crd = event["object"]
-            if crd.metadata.generation < generation:
-                continue
-            conditions = {c.type: c for c in (crd.status.conditions or [])}
-            established = conditions.get("Established")
-            if established is not None and established.status == "True":
-                return
-            names = conditions.get("NamesAccepted")
-            if names is not None and names.status == "False":
-                raise AssertionError(f"CRD names not accepted: {names.message}")
-    raise AssertionError(f"CRD {CRD_NAME} not Established within {ESTABLISH_TIMEOUT_S}s")
+
+    def established(kind: str, crd: Any) -> bool | None:
+        if kind == "DELETED" or crd.metadata.generation < generation or crd.status is None:
+            return None
+        conditions = {c.type: c for c in (crd.status.conditions or [])}
+        names = conditions.get("NamesAccepted")
+        if names is not None and names.status == "False":
+            raise AssertionError(f"CRD names not accepted: {names.message}")
+        done = conditions.get("Established")
+        return True if done is not None and done.status == "True" else None
+
+    async with asyncio.timeout(ESTABLISH_TIMEOUT_S):
+        await watch_until(
+            api.list_custom_resource_definition,
+            check=established,
+            field_selector=f"metadata.name={CRD_NAME}",
+        )
 
 
 # ------------------------------------------------------------------ operator and workers

@@ -1,8 +1,17 @@
-"""A TCP proxy in front of the broker or the apiserver, to cut the network under a process."""
+"""A TCP proxy in front of the broker or the apiserver, to cut the network under a process
+(aio-pika's own tests do the same)."""
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
+
+
+def proxied_url(amqp_url: str, port: int) -> str:
+    """``amqp_url`` pointed at the proxy's ``port``, with quick reconnects."""
+    url = urlsplit(amqp_url)
+    netloc = url.netloc.rsplit(":", 1)[0] + f":{port}"
+    return urlunsplit(url._replace(netloc=netloc, query="reconnect_interval=0.1"))
 
 
 class TcpProxy:
@@ -18,6 +27,13 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
+
+    @classmethod
+    def to(cls, amqp_url: str) -> TcpProxy:
+        """A proxy to the broker of ``amqp_url``."""
+        url = urlsplit(amqp_url)
+        assert url.hostname is not None and url.port is not None
+        return cls(url.hostname, url.port)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -42,6 +58,7 @@ class TcpProxy:
             await self.start()
 
     async def close(self) -> None:
+        """Drop every connection and refuse new ones for good (idempotent)."""
         await self.refuse()
         for task in self._tasks:
             task.cancel()

@@ -27,14 +27,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import watch
 
 from kubesaga import SagaClient, StepContext, Worker
 from kubesaga.broker import action_queue
-from kubesaga.broker.topology import HEADER_MESSAGE_ID, HEADER_REASON, HEADER_SOURCE_QUEUE
+from kubesaga.broker.topology import HEADER_REASON, HEADER_SOURCE_QUEUE
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
-from kubesaga.store import SagaObject, SagaStore
+from kubesaga.store import SagaObject, SagaStore, watching
 from tests.integration.harness import operator_task, worker_task
 
 pytestmark = pytest.mark.usefixtures("saga_crd")
@@ -190,33 +189,23 @@ async def watch_until(
 
     Returns the newest copy of each; on timeout returns what it has (the caller checks).
     """
-    custom = k8s.CustomObjectsApi(api)
     latest: dict[str, Mapping[str, Any]] = {}
-    listing = await custom.list_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL)
-    for item in listing["items"]:
-        latest[item["metadata"]["name"]] = item
 
-    def finished() -> bool:
-        return all(n in latest and done(latest[n]) for n in names)
+    def finished(kind: str, obj: Any) -> bool | None:
+        if kind != "DELETED":
+            latest[obj["metadata"]["name"]] = obj
+        return True if all(n in latest and done(latest[n]) for n in names) else None
 
-    if finished():
-        return latest
-    stream = watch.Watch().stream(
-        custom.list_namespaced_custom_object,
-        API_GROUP,
-        API_VERSION,
-        namespace,
-        PLURAL,
-        resource_version=listing["metadata"]["resourceVersion"],
-        timeout_seconds=int(wait) + 1,
-    )
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(wait), stream:
-            async for event in stream:
-                obj = event["object"]
-                latest[obj["metadata"]["name"]] = obj
-                if finished():
-                    break
+        async with asyncio.timeout(wait):
+            await watching.watch_until(
+                k8s.CustomObjectsApi(api).list_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                check=finished,
+            )
     return latest
 
 
@@ -244,7 +233,7 @@ async def dead_letters(
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             headers = message.headers or {}
-            key = str(headers.get(HEADER_MESSAGE_ID) or message.message_id or "")
+            key = str(message.message_id or "")
             got.setdefault(key, []).append(
                 (str(headers.get(HEADER_REASON, "")), str(headers.get(HEADER_SOURCE_QUEUE, "")))
             )

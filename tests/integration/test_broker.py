@@ -267,10 +267,20 @@ async def test_dead_lettered_result_goes_to_the_dead_letter_queue_with_its_reaso
     async with asyncio.timeout(WAIT_S):
         await done
     assert Result.model_validate_json(message.body) == result
-    headers = message.headers or {}
-    assert headers["x-kubesaga-reason"] == "dispatch id does not match"
-    assert headers["x-kubesaga-source-queue"] == settings.results_queue
-    assert headers["x-kubesaga-message-id"] == result.dispatch_id
+    assert message.headers == {
+        "x-kubesaga-saga": "shop/order-1",
+        "x-kubesaga-reason": "dispatch id does not match",
+        "x-kubesaga-source-queue": settings.results_queue,
+    }
+    kept = ("message_id", "content_type", "content_encoding", "type", "app_id", "delivery_mode")
+    assert {name: getattr(message, name) for name in kept} == {
+        "message_id": result.dispatch_id,
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "type": "kubesaga.result.v1",
+        "app_id": "kubesaga",
+        "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
+    }
 
 
 @pytest.mark.parametrize(

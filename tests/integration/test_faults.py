@@ -22,7 +22,6 @@ import aio_pika
 import aiohttp
 import pytest
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubesaga import SagaClient, SagaPhase, StepContext, StepPhase, Worker
@@ -30,6 +29,7 @@ from kubesaga.broker import Broker, action_queue
 from kubesaga.client.saga import Saga
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaStatus, parse_status
 from kubesaga.settings import Settings
+from kubesaga.store.watching import watch_until
 from tests.integration.harness import (
     OperatorProcess,
     broker_settings,
@@ -53,28 +53,21 @@ async def watch_status(
     saga_client: SagaClient, name: str, until: Callable[[SagaStatus], bool]
 ) -> SagaStatus:
     """Watch the saga until its status satisfies ``until``; return that status."""
-    api = k8s.CustomObjectsApi(saga_client.api)
+
+    def check(kind: str, obj: Any) -> SagaStatus | None:
+        status = parse_status(obj.get("status")) if kind != "DELETED" else None
+        return status if status is not None and until(status) else None
+
     async with asyncio.timeout(WAIT_S):
-        current = await saga_client.store.get(saga_client.namespace, name)
-        status = parse_status(current.status)
-        if status is not None and until(status):
-            return status
-        stream = watch.Watch().stream(
-            api.list_namespaced_custom_object,
+        return await watch_until(
+            k8s.CustomObjectsApi(saga_client.api).list_namespaced_custom_object,
             API_GROUP,
             API_VERSION,
             saga_client.namespace,
             PLURAL,
+            check=check,
             field_selector=f"metadata.name={name}",
-            resource_version=current.resource_version,
-            timeout_seconds=WAIT_S,
         )
-        async with stream:
-            async for event in stream:
-                status = parse_status(event["object"].get("status"))
-                if status is not None and until(status):
-                    return status
-    raise AssertionError(f"the watch of {name} ended before the condition held")
 
 
 def dispatched(step_name: str) -> Callable[[SagaStatus], bool]:

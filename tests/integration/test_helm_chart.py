@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
+from kubesaga.store.watching import watch_until
 from tests.integration.chart import (
     CHART,
     REPO_ROOT,
@@ -376,21 +377,23 @@ async def sagas_resource_version(sagas: client.CustomObjectsApi, namespace: str)
 async def saga_history(sagas: client.CustomObjectsApi, namespace: str, since: str) -> list[str]:
     """Phases of the rbac-check Saga as the watch delivers them, up to its deletion."""
     phases: list[str] = []
-    stream = watch.Watch().stream(
-        sagas.list_namespaced_custom_object,
-        API_GROUP,
-        API_VERSION,
-        namespace,
-        PLURAL,
-        resource_version=since,
-        timeout_seconds=WAIT_S,
-    )
-    async with asyncio.timeout(WAIT_S), stream:
-        async for event in stream:
-            if event["type"] == "DELETED":
-                phases.append("DELETED")
-                break
-            phases.append(str((event["object"].get("status") or {}).get("phase", "")))
+
+    def deleted(kind: str, obj: Any) -> bool | None:
+        phases.append(
+            "DELETED" if kind == "DELETED" else str((obj.get("status") or {}).get("phase", ""))
+        )
+        return True if kind == "DELETED" else None
+
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            sagas.list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            check=deleted,
+            resource_version=since,
+        )
     return phases
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import aiohttp
-import pytest
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 
 from kubesaga import SagaClient
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store import NotFound
+from kubesaga.store.watching import watch_until
 from tests.integration.harness import free_port, operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
 
@@ -36,19 +39,19 @@ async def test_transitions_are_posted_as_kubernetes_events(
         "Compensated",
     }
     seen: dict[str, str] = {}
-    core = client.CoreV1Api(api_client)
-    stream = watch.Watch().stream(
-        core.list_namespaced_event,
-        namespace,
-        field_selector="involvedObject.name=seen",
-        timeout_seconds=WAIT_S,
-    )
-    async with stream:
-        async for event in stream:
-            obj = event["object"]
+
+    def all_seen(kind: str, obj: Any) -> bool | None:
+        if kind != "DELETED":
             seen[obj.reason] = obj.type
-            if wanted <= seen.keys():
-                break
+        return True if wanted <= seen.keys() else None
+
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            client.CoreV1Api(api_client).list_namespaced_event,
+            namespace,
+            check=all_seen,
+            field_selector="involvedObject.name=seen",
+        )
     assert wanted <= seen.keys(), seen
     assert seen["StepFailed"] == "Warning" and seen["StepSucceeded"] == "Normal"
 
@@ -99,23 +102,18 @@ async def test_finished_saga_is_deleted_after_its_ttl(
         current = await saga_client.store.get(namespace, "short-lived")
     except NotFound:
         return  # already deleted
-    api = client.CustomObjectsApi(api_client)
-    stream = watch.Watch().stream(
-        api.list_namespaced_custom_object,
-        API_GROUP,
-        API_VERSION,
-        namespace,
-        PLURAL,
-        field_selector="metadata.name=short-lived",
-        resource_version=current.resource_version,
-        timeout_seconds=WAIT_S,
-    )
-    deleted = False
-    async with stream:
-        async for event in stream:
-            if event["type"] == "DELETED":
-                assert event["object"]["metadata"]["uid"] == created.uid
-                deleted = True
-                break
-    if not deleted:
-        pytest.fail("the saga was not deleted after ttlSecondsAfterFinished")
+
+    def deleted(kind: str, obj: Any) -> bool | None:
+        return True if kind == "DELETED" and obj["metadata"]["uid"] == created.uid else None
+
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            client.CustomObjectsApi(api_client).list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            check=deleted,
+            field_selector="metadata.name=short-lived",
+            resource_version=current.resource_version,
+        )

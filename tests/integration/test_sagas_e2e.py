@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from kubesaga import SagaClient, SagaPhase, StepPhase
 from kubesaga.broker import Broker
@@ -255,25 +256,23 @@ async def _run(*command: str) -> str:
 
 
 async def _wait_for_step(client: SagaClient, name: str, step_name: str, phase: StepPhase) -> None:
-    """Watch until a step reaches ``phase`` (using the client's watch, not a sleep loop)."""
+    """Watch until a step reaches ``phase`` (``store.watching``, not a sleep loop)."""
     from kubernetes_asyncio import client as k8s
-    from kubernetes_asyncio import watch
 
     from kubesaga.models import API_GROUP, API_VERSION, PLURAL, parse_status
+    from kubesaga.store.watching import watch_until
 
-    api = k8s.CustomObjectsApi(client.api)
-    stream = watch.Watch().stream(
-        api.list_namespaced_custom_object,
-        API_GROUP,
-        API_VERSION,
-        client.namespace,
-        PLURAL,
-        field_selector=f"metadata.name={name}",
-        timeout_seconds=WAIT_S,
-    )
-    async with stream:
-        async for event in stream:
-            status = parse_status(event["object"].get("status"))
-            if status is not None and status.step(step_name).phase is phase:
-                return
-    raise AssertionError(f"{name}/{step_name} never reached {phase}")
+    def reached(kind: str, obj: Any) -> bool | None:
+        status = parse_status(obj.get("status")) if kind != "DELETED" else None
+        return True if status is not None and status.step(step_name).phase is phase else None
+
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            k8s.CustomObjectsApi(client.api).list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            client.namespace,
+            PLURAL,
+            check=reached,
+            field_selector=f"metadata.name={name}",
+        )

@@ -287,9 +287,10 @@ async def test_redelivered_dispatch_id_runs_the_handler_once(
     ("body", "reason_part"),
     [
         (b'{"truncated": ', "malformed message"),
-        (None, "has no handler for action 'test.unknown'"),
+        (b"unknown", "command for action 'test.unknown' arrived on queue"),
+        (b"other-action", ".undo' arrived on queue"),
     ],
-    ids=["malformed", "unknown-action"],
+    ids=["malformed", "unknown-action", "other-action-it-serves"],
 )
 async def test_command_the_worker_cannot_run_is_dead_lettered_and_acked(
     broker: Broker,
@@ -297,12 +298,13 @@ async def test_command_the_worker_cannot_run_is_dead_lettered_and_acked(
     channel: AbstractChannel,
     running: list[Running],
     action: str,
-    body: bytes | None,
+    body: bytes,
     reason_part: str,
 ) -> None:
     await broker.declare_action(action)
-    if body is None:
-        body = make_command("test.unknown").model_dump_json(by_alias=True).encode()
+    if body in (b"unknown", b"other-action"):
+        name = "test.unknown" if body == b"unknown" else action + ".undo"
+        body = make_command(name).model_dump_json(by_alias=True).encode()
     await channel.default_exchange.publish(aio_pika.Message(body), routing_key=action_queue(action))
     dead: asyncio.Future[AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
 

@@ -24,6 +24,7 @@ from kubesaga.broker.consumer import Outcome, Subscription
 from kubesaga.broker.topology import (
     DEAD_LETTER_QUEUE,
     RESULTS_QUEUE,
+    MismatchHook,
     action_queue,
     declare_exchange,
     declare_queue,
@@ -43,6 +44,7 @@ DeadLetterHook = Callable[[str, str], None]
 class BrokerSettings:
     url: str
     quorum_queues: bool = False
+    """Declare action queues (only those, as docs/protocol.md says) as quorum queues."""
     ca_file: str | None = None
     """CA bundle that verifies the broker's certificate, for ``amqps://`` URLs."""
     prefetch: int = 64
@@ -77,12 +79,15 @@ class Broker:
         channel: AbstractRobustChannel,
         exchange: AbstractExchange,
         on_dead_letter: DeadLetterHook | None,
+        on_queue_mismatch: MismatchHook | None = None,
     ) -> None:
         self.settings = settings
         self.connection = connection
         self._channel = channel
         self._exchange = exchange
         self._on_dead_letter = on_dead_letter
+        self._on_queue_mismatch = on_queue_mismatch
+        self._mismatched: set[str] = set()
         self._declared: set[str] = set()
         self._subscriptions: list[Subscription[Any]] = []
         self._closing = False
@@ -107,17 +112,25 @@ class Broker:
 
     @classmethod
     async def connect(
-        cls, settings: BrokerSettings, *, on_dead_letter: DeadLetterHook | None = None
+        cls,
+        settings: BrokerSettings,
+        *,
+        on_dead_letter: DeadLetterHook | None = None,
+        on_queue_mismatch: MismatchHook | None = None,
     ) -> Broker:
-        """Connect, open the confirming publisher channel and declare the shared topology."""
+        """Connect, open the confirming publisher channel and declare the shared topology.
+
+        ``on_queue_mismatch(queue, argument)`` is called for each queue found to exist with
+        other arguments than ours (it is used as it is; see ``topology.declare_queue``).
+        """
         context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
         connection = await aio_pika.connect_robust(settings.url, ssl_context=context)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await declare_exchange(channel)
-            broker = cls(settings, connection, channel, exchange, on_dead_letter)
-            await broker._declare(settings.dead_letter_queue)
-            await broker._declare(settings.results_queue)
+            broker = cls(settings, connection, channel, exchange, on_dead_letter, on_queue_mismatch)
+            await broker._declare(settings.dead_letter_queue, quorum=False)
+            await broker._declare(settings.results_queue, quorum=False)
         except BaseException:
             await connection.close()
             raise
@@ -146,31 +159,49 @@ class Broker:
 
     async def declare_action(self, action: str) -> None:
         """Declare the action's queue (idempotent; once per process)."""
-        await self._declare(action_queue(action))
+        await self._declare(action_queue(action), quorum=self.settings.quorum_queues)
 
-    async def _declare(self, name: str) -> None:
+    async def _declare(self, name: str, *, quorum: bool) -> None:
         if name in self._declared:
             return
         await declare_queue(
+            self.connection,
             self._channel,
             self._exchange,
             name,
-            quorum=self.settings.quorum_queues,
+            quorum=quorum,
+            report=self._mismatch,
         )
         self._declared.add(name)
+
+    def _mismatch(self, queue: str, argument: str, reply: str) -> None:
+        """Say it once per queue and process (the publisher and a consumer both declare)."""
+        if queue in self._mismatched:
+            return
+        self._mismatched.add(queue)
+        log.warning(
+            "queue %s exists with another %s than kubesaga declares (%s); using it as it is",
+            queue,
+            argument,
+            reply,
+            extra={"queue": queue, "argument": argument},
+        )
+        if self._on_queue_mismatch is not None:
+            self._on_queue_mismatch(queue, argument)
 
     # ------------------------------------------------------------------------------ publishing
 
     async def publish_command(self, command: Command) -> None:
         """Publish to the action's queue (declared first) and wait for the confirm."""
         queue = action_queue(command.action)
-        await self._declare(queue)
+        quorum = self.settings.quorum_queues
+        await self._declare(queue, quorum=quorum)
         try:
             await self._publish(lambda: publisher.command_message(command), queue)
         except PublishError:
             # Returned unroutable: someone deleted the queue since we declared it.
             self._declared.discard(queue)
-            await self._declare(queue)
+            await self._declare(queue, quorum=quorum)
             await self._publish(lambda: publisher.command_message(command), queue)
 
     async def publish_result(self, result: Result) -> None:
@@ -184,11 +215,15 @@ class Broker:
         reason: str,
         source_queue: str,
         headers: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep a message nobody can process, with the reason, on the dead-letter queue."""
+        """Keep a message nobody can process on the dead-letter queue: its body, ``headers`` and
+        ``properties`` (``publisher.KEPT_PROPERTIES``) as they were, plus the reason and the
+        source queue in two headers."""
         queue = self.settings.dead_letter_queue
         await self._publish(
-            lambda: publisher.dead_letter_message(body, reason, source_queue, headers), queue
+            lambda: publisher.dead_letter_message(body, reason, source_queue, headers, properties),
+            queue,
         )
         if self._on_dead_letter is not None:
             try:
@@ -225,6 +260,7 @@ class Broker:
             Result.model_validate_json,
             handler,
             self.settings.prefetch,
+            quorum=False,
         )
 
     async def consume_commands(
@@ -235,7 +271,14 @@ class Broker:
     ) -> None:
         """Consume the actions' queues (for workers), declaring them; returns once consuming."""
         queues = [action_queue(action) for action in actions]
-        await self._subscribe(queues, Command.model_validate_json, handler, prefetch)
+        await self._subscribe(
+            queues,
+            Command.model_validate_json,
+            handler,
+            prefetch,
+            quorum=self.settings.quorum_queues,
+            misplaced=_misplaced_command,
+        )
 
     async def _subscribe(
         self,
@@ -243,6 +286,9 @@ class Broker:
         parse: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[Outcome]],
         prefetch: int,
+        *,
+        quorum: bool,
+        misplaced: Callable[[str, T], str | None] | None = None,
     ) -> None:
         channel = await self.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
@@ -252,14 +298,30 @@ class Broker:
             handler=handler,
             dead_letter=self.dead_letter,
             requeue_delay=self.settings.requeue_delay,
+            misplaced=misplaced,
         )
         self._subscriptions.append(subscription)
         exchange = await declare_exchange(channel)
         for name in queues:
             queue = await declare_queue(
+                self.connection,
                 channel,
                 exchange,
                 name,
-                quorum=self.settings.quorum_queues,
+                quorum=quorum,
+                report=self._mismatch,
             )
             await subscription.consume(queue)
+
+
+def _misplaced_command(queue: str, command: Command) -> str | None:
+    """A command is run only from its own action's queue: one published (by mistake or by a
+    worker allowed to publish to the exchange) onto another action's queue is not this queue's
+    consumer's to run, even when the same worker happens to serve both actions."""
+    try:
+        expected = action_queue(command.action)
+    except ValueError as error:
+        return str(error)
+    if expected == queue:
+        return None
+    return f"command for action {command.action!r} arrived on queue {queue!r}, not {expected!r}"

@@ -19,14 +19,17 @@ from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
-from kubesaga.broker.topology import HEADER_MESSAGE_ID
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DeadLetterFn = Callable[[bytes, str, str, Mapping[str, Any] | None], Awaitable[None]]
-"""``dead_letter(body, reason, source_queue, headers)``, i.e. ``Broker.dead_letter``."""
+CANCEL_TIMEOUT_S = 2.0
+"""How long stopping a consumer may wait for the broker; a connection that is down has none."""
+
+DeadLetterFn = Callable[
+    [bytes, str, str, Mapping[str, Any] | None, Mapping[str, Any] | None], Awaitable[None]
+]
+"""``dead_letter(body, reason, source_queue, headers, properties)``: ``Broker.dead_letter``."""
 
 
 class Disposition(enum.Enum):
@@ -73,8 +76,11 @@ class Subscription(Generic[T]):
         handler: Callable[[T], Awaitable[Outcome]],
         dead_letter: DeadLetterFn,
         requeue_delay: float,
+        misplaced: Callable[[str, T], str | None] | None = None,
     ) -> None:
         self.channel = channel
+        self._misplaced = misplaced
+        """``misplaced(queue, item)``: why ``item`` must not be handled from ``queue``, or None."""
         self._parse = parse
         self._handler = handler
         self._dead_letter = dead_letter
@@ -97,7 +103,9 @@ class Subscription(Generic[T]):
         consumers, self._consumers = self._consumers, []
         for queue, tag in consumers:
             try:
-                await queue.cancel(tag)
+                # A robust channel waits for its connection: with the broker gone, for ever.
+                async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                    await queue.cancel(tag)
             except Exception as exc:  # the channel is gone: so are its deliveries
                 log.debug("cancelling consumer on %s failed: %r", queue.name, exc)
 
@@ -141,6 +149,8 @@ class Subscription(Generic[T]):
             item = self._parse(message.body)
         except ValueError as exc:  # pydantic's ValidationError, bad JSON included
             return Outcome.dead_letter(f"malformed message: {exc}")
+        if self._misplaced is not None and (reason := self._misplaced(queue, item)):
+            return Outcome.dead_letter(reason)
         try:
             return await self._handler(item)
         except Exception as exc:
@@ -154,11 +164,21 @@ class Subscription(Generic[T]):
     async def _settle(self, queue: str, message: AbstractIncomingMessage, outcome: Outcome) -> None:
         extra = {"queue": queue, "message_id": message.message_id, "reason": outcome.reason}
         if outcome.disposition is Disposition.DEAD_LETTER:
-            headers = dict(message.headers or {})
-            if message.message_id:
-                headers.setdefault(HEADER_MESSAGE_ID, message.message_id)
+            properties = {
+                "content_type": message.content_type,
+                "content_encoding": message.content_encoding,
+                "message_id": message.message_id,
+                "correlation_id": message.correlation_id,
+                "type": message.type,
+                "timestamp": message.timestamp,
+                "app_id": message.app_id,
+                "priority": message.priority,
+                "reply_to": message.reply_to,
+            }
             try:
-                await self._dead_letter(message.body, outcome.reason, queue, headers)
+                await self._dead_letter(
+                    message.body, outcome.reason, queue, dict(message.headers or {}), properties
+                )
             except Exception:
                 log.exception("dead-lettering a message from %s failed; requeueing it", queue)
                 outcome = Outcome.requeue("dead-lettering failed")

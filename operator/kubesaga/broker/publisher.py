@@ -51,10 +51,31 @@ def result_message(result: Result) -> Message:
     )
 
 
+KEPT_PROPERTIES = (
+    "content_type",
+    "content_encoding",
+    "message_id",
+    "correlation_id",
+    "type",
+    "timestamp",
+    "app_id",
+    "priority",
+    "reply_to",
+)
+"""Properties a dead-letter copy keeps from the original (docs/protocol.md). Not kept:
+``expiration`` (a dead letter stays until someone looks) and ``user_id`` (RabbitMQ refuses a
+publish whose user_id is not the publisher's own user)."""
+
+
 def dead_letter_message(
-    body: bytes, reason: str, source_queue: str, headers: Mapping[str, Any] | None
+    body: bytes,
+    reason: str,
+    source_queue: str,
+    headers: Mapping[str, Any] | None,
+    properties: Mapping[str, Any] | None = None,
 ) -> Message:
-    """The original body, with why and where from in the headers."""
+    """The original body, properties and headers, plus why and where from in two headers."""
+    kept = {k: v for k, v in (properties or {}).items() if k in KEPT_PROPERTIES and v is not None}
     return Message(
         body,
         headers={
@@ -63,7 +84,7 @@ def dead_letter_message(
             HEADER_SOURCE_QUEUE: source_queue,
         },
         delivery_mode=DeliveryMode.PERSISTENT,
-        app_id=APP_ID,
+        **kept,
     )
 
 

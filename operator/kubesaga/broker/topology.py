@@ -1,18 +1,26 @@
-"""Names and declarations of the RabbitMQ topology (DESIGN.md section 4).
+"""Names and declarations of the RabbitMQ topology (DESIGN.md section 4, docs/protocol.md).
 
 One durable direct exchange; one durable queue per action, bound with its own name as routing
 key; a results queue for the operator and a dead-letter queue for messages nobody can process.
 Declaring is idempotent, so the operator (before publishing) and workers (on start) both do it and
 commands wait in their queue for workers that start later.
+
+Several parties declare the same queues (operators, Python workers, handlers in other languages,
+an administrator's policy or pre-declared queue). A queue that already exists with other
+arguments is used as it is: the mismatch is reported, never fatal, so no process crash-loops over
+arguments someone else chose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from kubesaga.models import limits
 
@@ -26,9 +34,15 @@ RESULT_TYPE = "kubesaga.result.v1"
 HEADER_SAGA = "x-kubesaga-saga"
 HEADER_REASON = "x-kubesaga-reason"
 HEADER_SOURCE_QUEUE = "x-kubesaga-source-queue"
-HEADER_MESSAGE_ID = "x-kubesaga-message-id"
 
 _ACTION = re.compile(limits.ACTION_PATTERN)
+_INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
+
+MismatchHook = Callable[[str, str], None]
+"""``on_mismatch(queue, argument)``: a queue exists with another value of ``argument``."""
+
+MismatchReport = Callable[[str, str, str], None]
+"""``report(queue, argument, broker_reply)``, called by ``declare_queue`` on a mismatch."""
 
 
 def action_queue(action: str) -> str:
@@ -42,7 +56,7 @@ def action_queue(action: str) -> str:
 
 
 def queue_arguments(*, quorum: bool) -> dict[str, Any]:
-    """Only the queue type.
+    """Only the queue type (quorum applies to action queues only, see ``declare_queue``).
 
     No ``x-dead-letter-*`` arguments: kubesaga dead-letters explicitly (publishing the message
     with its reason), and a dead-letter name baked into a queue's arguments would make every
@@ -57,17 +71,36 @@ async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:
 
 
 async def declare_queue(
+    connection: AbstractConnection,
     channel: AbstractChannel,
     exchange: AbstractExchange,
     name: str,
     *,
     quorum: bool,
+    report: MismatchReport,
 ) -> AbstractQueue:
-    """A durable queue bound to the exchange under its own name."""
-    queue = await channel.declare_queue(
-        name,
-        durable=True,
-        arguments=queue_arguments(quorum=quorum),
-    )
+    """A durable queue bound to the exchange under its own name, on ``channel``.
+
+    The declaration with our arguments is tried on a channel of its own first, because a
+    PRECONDITION_FAILED answer closes the channel it was sent on. When the queue exists with
+    other arguments, it is declared passively (accepting whatever it is) and ``report`` is told
+    which argument the broker named.
+    """
+    arguments = queue_arguments(quorum=quorum)
+    probe = await connection.channel()
+    try:
+        await probe.declare_queue(name, durable=True, arguments=arguments)
+        mismatch = None
+    except ChannelPreconditionFailed as error:
+        mismatch = str(error)
+    finally:
+        with contextlib.suppress(Exception):  # closed by the broker after a refusal
+            await probe.close()
+    if mismatch is None:
+        queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+    else:
+        found = _INEQUIVALENT.search(mismatch)
+        report(name, found.group(1) if found else "unknown", mismatch)
+        queue = await channel.declare_queue(name, passive=True)
     await queue.bind(exchange, routing_key=name)
     return queue

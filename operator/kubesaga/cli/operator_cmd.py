@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Annotated
 
 import typer
@@ -17,9 +16,18 @@ def operator(
     metrics_port: Annotated[
         int | None, typer.Option(help="Port of /metrics, /livez and /readyz (0 disables).")
     ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds from SIGTERM to a forced exit (keep it below the pod's "
+            "terminationGracePeriodSeconds); a second signal exits at once.",
+        ),
+    ] = 20.0,
 ) -> None:
     """Run the operator (configuration from KUBESAGA_* variables and KUBECONFIG)."""
     from kubesaga.cli.logs import setup_logging
+    from kubesaga.cli.signals import Shutdown
     from kubesaga.operator import run_operator
     from kubesaga.settings import Settings
 
@@ -32,10 +40,9 @@ def operator(
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_operator(settings, stop=stop)
+        shutdown = Shutdown(stop, grace, "operator")
+        shutdown.install()
+        await run_operator(settings, stop=stop, signals=shutdown.install)
 
     try:
         asyncio.run(main())

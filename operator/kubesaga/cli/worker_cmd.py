@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import Annotated
 
 import typer
+
+CLOSE_SECONDS = 10.0
+"""After the grace period, time to requeue unfinished commands and disconnect before a forced
+exit (the chart's terminationGracePeriodSeconds is grace + 15)."""
 
 
 def worker(
@@ -26,7 +29,10 @@ def worker(
     grace: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds running handlers get to finish after SIGTERM before requeueing."
+            min=0,
+            help="Seconds running handlers get to finish after SIGTERM before requeueing; "
+            f"{CLOSE_SECONDS:.0f}s later the worker exits whatever it waits for, and a second "
+            "signal exits at once.",
         ),
     ] = 30.0,
     app_dir: Annotated[
@@ -53,6 +59,7 @@ def worker(
 
     from kubesaga.broker import BrokerSettings
     from kubesaga.cli.logs import setup_logging
+    from kubesaga.cli.signals import Shutdown
     from kubesaga.health import Health, serve
     from kubesaga.settings import Settings
 
@@ -62,9 +69,7 @@ def worker(
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        Shutdown(stop, grace + CLOSE_SECONDS, "worker").install()
         health = Health()
         health.start()
         server = None

@@ -10,12 +10,12 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
 from kubesaga.client.saga import Saga
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, JsonObject, SagaSpec, StepSpec
 from kubesaga.store import SagaObject, SagaStore, make_api_client
+from kubesaga.store.watching import watch_until
 
 FINAL_PHASES = ("Completed", "Compensated", "Failed")
 
@@ -114,50 +114,26 @@ class SagaClient:
             return await self._watch_until_final(name, namespace or self.namespace)
 
     async def _watch_until_final(self, name: str, namespace: str) -> Saga:
-        api = client.CustomObjectsApi(self.api)
-        while True:
-            current = await self.store.get(namespace, name)
-            saga = Saga.of(current)
-            if saga.is_settled():
-                return saga
-            stream = watch.Watch().stream(
-                api.list_namespaced_custom_object,
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                PLURAL,
-                field_selector=f"metadata.name={name}",
-                resource_version=current.resource_version,
-                timeout_seconds=300,
-            )
-            try:
-                final = await self._follow(stream, namespace, name)
-            except ApiException as error:
-                if error.status != 429:  # "storage is (re)initializing" just after a CRD
-                    raise
-                await asyncio.sleep(_retry_after(error))
-                continue
-            if final is not None:
-                return final
+        current = await self.store.get(namespace, name)
+        saga = Saga.of(current)
+        if saga.is_settled():
+            return saga
 
-    @staticmethod
-    async def _follow(stream: Any, namespace: str, name: str) -> Saga | None:
-        async with stream:
-            async for event in stream:
-                if event["type"] == "DELETED":
-                    raise LookupError(f"saga {namespace}/{name} was deleted while waiting")
-                if event["type"] not in ("ADDED", "MODIFIED"):
-                    continue
-                saga = Saga.of(SagaObject(event["object"]))
-                if saga.is_settled():
-                    return saga
-        return None
+        def settled(kind: str, raw: Any) -> Saga | None:
+            if kind == "DELETED":
+                raise LookupError(f"saga {namespace}/{name} was deleted while waiting")
+            if kind not in ("ADDED", "MODIFIED"):
+                return None
+            saga = Saga.of(SagaObject(raw))
+            return saga if saga.is_settled() else None
 
-
-def _retry_after(error: ApiException) -> float:
-    """The server's Retry-After (seconds), bounded; 1 s when it gave none."""
-    try:
-        headers: Mapping[str, str] = error.headers or {}
-        return min(float(headers.get("Retry-After", "1")), 10.0)
-    except ValueError:
-        return 1.0
+        return await watch_until(
+            client.CustomObjectsApi(self.api).list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            check=settled,
+            field_selector=f"metadata.name={name}",
+            resource_version=current.resource_version,
+        )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.demo.examples import DemoError
 from kubesaga.schema import CRD_NAME, saga_crd
+from kubesaga.store.watching import watch_until
 
 FIELD_MANAGER = "kubesaga-demo"
 ESTABLISH_TIMEOUT_S = 60
@@ -35,24 +36,26 @@ async def apply_crd(api_client: client.ApiClient) -> None:
 
 async def _wait_established(api: client.ApiextensionsV1Api, generation: int) -> None:
     """Watch the CRD until the apiserver serves the generation that was written."""
-    stream = watch.Watch().stream(
-        api.list_custom_resource_definition,
-        field_selector=f"metadata.name={CRD_NAME}",
-        timeout_seconds=ESTABLISH_TIMEOUT_S,
-    )
-    async with stream:
-        async for event in stream:
-            crd = event["object"]
-            if crd.metadata.generation < generation or crd.status is None:
-                continue
-            conditions = {c.type: c for c in (crd.status.conditions or [])}
-            names = conditions.get("NamesAccepted")
-            if names is not None and names.status == "False":
-                raise DemoError(f"the Saga CRD's names were not accepted: {names.message}")
-            established = conditions.get("Established")
-            if established is not None and established.status == "True":
-                return
-    raise DemoError(f"the Saga CRD was not Established within {ESTABLISH_TIMEOUT_S}s")
+
+    def established(kind: str, crd: Any) -> bool | None:
+        if kind == "DELETED" or crd.metadata.generation < generation or crd.status is None:
+            return None
+        conditions = {c.type: c for c in (crd.status.conditions or [])}
+        names = conditions.get("NamesAccepted")
+        if names is not None and names.status == "False":
+            raise DemoError(f"the Saga CRD's names were not accepted: {names.message}")
+        done = conditions.get("Established")
+        return True if done is not None and done.status == "True" else None
+
+    try:
+        async with asyncio.timeout(ESTABLISH_TIMEOUT_S):
+            await watch_until(
+                api.list_custom_resource_definition,
+                check=established,
+                field_selector=f"metadata.name={CRD_NAME}",
+            )
+    except TimeoutError:
+        raise DemoError(f"the Saga CRD was not Established within {ESTABLISH_TIMEOUT_S}s") from None
 
 
 async def ensure_namespace(api_client: client.ApiClient, namespace: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from rich.console import Console
 from rich.live import Live
@@ -27,6 +27,7 @@ from kubesaga.demo.processes import Child
 from kubesaga.demo.view import Board, Tracked, summary_notes, summary_table
 from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
 from kubesaga.store import SagaObject
+from kubesaga.store.watching import watch_until
 
 RUN_LABEL = "kubesaga.io/demo-run"
 EXAMPLE_LABEL = "kubesaga.io/example"
@@ -165,43 +166,32 @@ async def _exit_of(child: Child) -> int:
 
 
 async def _watch(run: Run, api: client.ApiClient, by_name: dict[str, Tracked], live: Live) -> None:
-    """List, then watch from the list's resourceVersion; re-list when the watch expires."""
+    """Follow the run's sagas (list, then watch; ``store.watching``) until all are settled."""
     objects = client.CustomObjectsApi(api)
-    selector = f"{RUN_LABEL}={run.run_id}"
-    ns = run.options.namespace
-    while True:
-        listing = await retry_while_crd_settles(
-            objects.list_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            ns,
-            PLURAL,
-            label_selector=selector,
-        )
-        for item in listing.get("items", []):
-            _update(by_name, item, live)
-        if all(t.settled for t in by_name.values()):
-            return
-        stream = watch.Watch().stream(
-            objects.list_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            ns,
-            PLURAL,
-            label_selector=selector,
-            resource_version=listing["metadata"]["resourceVersion"],
-            timeout_seconds=60,
-        )
-        try:
-            async with stream:
-                async for event in stream:
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        _update(by_name, event["object"], live)
-                    if all(t.settled for t in by_name.values()):
-                        return
-        except ApiException as error:
-            if error.status not in (410, 429):  # expired resourceVersion, storage settling
-                raise
+    await retry_while_crd_settles(  # the first list may meet a CRD that was just Established
+        objects.list_namespaced_custom_object,
+        API_GROUP,
+        API_VERSION,
+        run.options.namespace,
+        PLURAL,
+        limit=1,
+    )
+
+    def all_settled(kind: str, raw: Any) -> bool | None:
+        if kind in ("ADDED", "MODIFIED"):
+            _update(by_name, raw, live)
+        return True if all(t.settled for t in by_name.values()) else None
+
+    await watch_until(
+        objects.list_namespaced_custom_object,
+        API_GROUP,
+        API_VERSION,
+        run.options.namespace,
+        PLURAL,
+        check=all_settled,
+        label_selector=f"{RUN_LABEL}={run.run_id}",
+        watch_timeout=60,
+    )
 
 
 def _update(by_name: Mapping[str, Tracked], raw: Any, live: Live) -> None:

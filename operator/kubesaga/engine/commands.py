@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import TypeGuard
 
 from kubesaga.engine.graph import StepGraph, status_problem
@@ -19,12 +21,16 @@ from kubesaga.models import (
 
 
 def make_dispatch_id(uid: str, step: str, kind: CommandKind, attempt: int, token: str) -> str:
-    """``<uid>/<step>/<kind>/<attempt>/<token>``: readable, unique per attempt, unguessable.
+    """``<uid>/<step>/<kind>/<attempt>/<secret>``: readable, unique per attempt, unguessable.
 
-    The random token comes from the caller (the engine has no randomness), so only someone who
-    saw the command can produce a result the engine will apply.
+    The random ``token`` comes from the caller (the engine has no randomness) and is shared by
+    every command of one decision (parallel steps, a compensation batch). So the id carries not
+    the token but a keyed hash of the token and the rest of the id: a handler that saw one command
+    can answer that command only, not its siblings dispatched in the same decision.
     """
-    return f"{uid}/{step}/{kind.value}/{attempt}/{token}"
+    prefix = f"{uid}/{step}/{kind.value}/{attempt}"
+    secret = hmac.new(token.encode(), prefix.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{prefix}/{secret}"
 
 
 def build_command(

@@ -230,10 +230,11 @@ class _Run:
         if attempt is None or attempt.dispatch_id is None:
             return Verdict.REJECTED, f"no {result.kind.value} of step {step.name!r} was dispatched"
         if result.dispatch_id != attempt.dispatch_id or result.attempt != attempt.attempt:
+            # Never name the current id: whoever reads dead letters or logs could answer with it.
             return (
                 Verdict.REJECTED,
                 f"stale or unknown dispatch id {result.dispatch_id!r} for step {step.name!r} "
-                f"(current attempt {attempt.attempt}, {attempt.dispatch_id!r})",
+                f"(current attempt {attempt.attempt})",
             )
         if not in_flight(attempt):
             return Verdict.DUPLICATE, f"result of {result.dispatch_id!r} was already recorded"

@@ -11,12 +11,19 @@ from typing import Any
 import kopf
 
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.operator.login import connection_info
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.store import SagaObject
 
 
-def build_registry(orchestrator: Orchestrator, namespaced: bool = False) -> kopf.OperatorRegistry:
-    """A private registry (no global state), so tests can run several operators in one process."""
+def build_registry(
+    orchestrator: Orchestrator, namespaced: bool = False, kubeconfig: str | None = None
+) -> kopf.OperatorRegistry:
+    """A private registry (no global state), so tests can run several operators in one process.
+
+    kopf logs in with ``kubeconfig`` by the store's rules (``login.connection_info``), so the
+    watch and the status writes reach the same cluster.
+    """
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -30,8 +37,8 @@ def build_registry(orchestrator: Orchestrator, namespaced: bool = False) -> kopf
         settings.scanning.disabled = namespaced
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return await connection_info(kubeconfig)
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:

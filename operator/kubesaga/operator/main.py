@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 import kopf
 
@@ -15,6 +16,7 @@ from kubesaga.operator.handlers import build_registry
 from kubesaga.operator.metrics import Metrics, metrics_route
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.operator.probes import operator_health
+from kubesaga.operator.scope import only_watched
 from kubesaga.settings import Settings
 from kubesaga.store import SagaStore, make_api_client
 
@@ -25,8 +27,13 @@ async def run_operator(
     settings: Settings,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    signals: Callable[[], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or forever). ``ready`` is set once the watch is running."""
+    """Run until ``stop`` is set (or forever). ``ready`` is set once the watch is running.
+
+    kopf installs SIGTERM/SIGINT handlers of its own when it starts in the main thread (a second
+    signal makes them fail); ``signals`` is called right after, to put the caller's back.
+    """
     api = await make_api_client(settings.kubeconfig)
     orchestrator: Orchestrator | None = None
     events = EventPoster(api, settings.events)
@@ -39,6 +46,7 @@ async def run_operator(
         broker = await Broker.connect(
             BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,
+            on_queue_mismatch=metrics.queue_mismatch,
         )
         orchestrator = Orchestrator(
             SagaStore(api),
@@ -58,10 +66,16 @@ async def run_operator(
                 {"/metrics": metrics_route(metrics)},
             )
         events.start()
-        await broker.consume_results(orchestrator.on_result)
+        rejected = metrics.results.labels(verdict="rejected").inc
+        await broker.consume_results(
+            only_watched(orchestrator.on_result, settings.namespaces, rejected)
+        )
         announce = asyncio.create_task(_announce_ready(ready_flag))
-        await kopf.operator(
-            registry=build_registry(orchestrator, namespaced=bool(settings.namespaces)),
+        existing = set(asyncio.all_tasks())
+        tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
+            registry=build_registry(
+                orchestrator, namespaced=bool(settings.namespaces), kubeconfig=settings.kubeconfig
+            ),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
@@ -70,6 +84,9 @@ async def run_operator(
             # kopf's Identity is a NewType of str that kopf does not export.
             identity=operator_identity(settings),  # type: ignore[arg-type]
         )
+        if signals is not None:
+            signals()
+        await kopf.run_tasks(tasks, ignored=existing)
     finally:
         if "announce" in locals():
             announce.cancel()

@@ -59,9 +59,18 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.queue_mismatches = Counter(
+            "kubesaga_queue_argument_mismatches",
+            "Queues that exist with other arguments than kubesaga declares (used as they are).",
+            ["queue", "argument"],
+            registry=self.registry,
+        )
 
     def dead_lettered(self, queue: str, reason: str) -> None:
         self.dead_letters.labels(queue=queue).inc()
+
+    def queue_mismatch(self, queue: str, argument: str) -> None:
+        self.queue_mismatches.labels(queue=queue, argument=argument).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,6 +40,7 @@ log = logging.getLogger("kubesaga.operator")
 Key = tuple[str, str]
 MAX_CONFLICT_RETRIES = 50
 REPUBLISH_RETRY_SECONDS = 2.0
+TTL_RETRY_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
@@ -408,13 +409,24 @@ class Orchestrator:
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _expire(self, obj: SagaObject) -> None:
+        """Delete after ``ttlSecondsAfterFinished``. Only "gone already" (NotFound) and "a newer
+        saga of that name" (the uid precondition's Conflict) end it; anything else is retried."""
         try:
             await self.store.delete(obj.namespace, obj.name, uid=obj.uid)
             log.info("%s/%s: deleted after ttlSecondsAfterFinished", obj.namespace, obj.name)
-        except NotFound:
+        except (NotFound, Conflict):
             pass
-        except Exception as error:  # a precondition failure means a newer saga of that name
-            log.debug("TTL delete of %s/%s failed: %s", obj.namespace, obj.name, error)
+        except Exception as error:
+            log.warning(
+                "%s/%s: deleting after ttlSecondsAfterFinished failed (%s); retrying in %.0fs",
+                obj.namespace,
+                obj.name,
+                error,
+                TTL_RETRY_SECONDS,
+            )
+            box = self.mailboxes.setdefault(obj.key, _Mailbox())
+            self._schedule(obj.key, box, time.monotonic() + TTL_RETRY_SECONDS)
+            return
         self.forget(obj.key)
 
     async def close(self) -> None:

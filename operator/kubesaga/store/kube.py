@@ -9,13 +9,18 @@ import aiohttp
 from kubernetes_asyncio import client, config
 
 
-async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client from ``kubeconfig`` (or $KUBECONFIG, ~/.kube/config), else in-cluster.
+async def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """Where the Kubernetes API is and how to authenticate: the one answer for the whole process.
 
-    Raises a RuntimeError with what to set when no configuration can be found.
+    The operator's watch (kopf, through its login handler) and its writes (this client) must
+    reach the same cluster as the same user, so both come from here. Precedence, as in
+    controller-runtime: an explicit kubeconfig (``KUBESAGA_KUBECONFIG``, else ``KUBECONFIG``),
+    then the in-cluster service account, then ``~/.kube/config``. Loaded afresh on each call, so
+    a re-login picks up rotated tokens. Raises RuntimeError saying what to set when nothing is
+    found.
     """
     configuration = client.Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG") or _default_kubeconfig()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
     if path:
         await config.load_kube_config(
             config_file=path, client_configuration=configuration, persist_config=False
@@ -24,12 +29,21 @@ async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
+    elif path := _default_kubeconfig():
+        await config.load_kube_config(
+            config_file=path, client_configuration=configuration, persist_config=False
+        )
     else:
         raise RuntimeError(
             "no Kubernetes configuration: set KUBECONFIG (for the local platform run "
             '`eval "$(hack/testenv.sh up)"`) or run inside a cluster'
         )
-    api = client.ApiClient(configuration=configuration)
+    return configuration
+
+
+async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client configured by ``load_configuration``."""
+    api = client.ApiClient(configuration=await load_configuration(kubeconfig))
     await _skip_environment_lookups(api)
     return api
 

@@ -1,0 +1,104 @@
+"""One way to follow Kubernetes objects: list, then watch from the list's resourceVersion.
+
+Every watch loop (client, demo, tests) goes through here, so each survives what the apiserver
+does to watches: 410 Gone (the resourceVersion fell out of the watch cache, after a long wait or
+an apiserver restart: list again), 429 Too Many Requests (a resource's storage is still
+initialising just after its CRD was created: wait Retry-After), and a watch the server ends after
+``timeout_seconds`` (watch again from the last version seen). Nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+T = TypeVar("T")
+
+WATCH_TIMEOUT_S = 300
+MAX_RETRY_AFTER_S = 10.0
+
+ListFn = Callable[..., Awaitable[Any]]
+
+
+async def follow(
+    list_fn: ListFn,
+    *args: Any,
+    resource_version: str | None = None,
+    watch_timeout: int = WATCH_TIMEOUT_S,
+    **kwargs: Any,
+) -> AsyncGenerator[tuple[str, Any], None]:
+    """Yield ``(type, object)``: the listed objects as ``ADDED``, then every change, for ever.
+
+    ``list_fn(*args, **kwargs)`` is a list call of kubernetes_asyncio (typed, or a custom
+    objects call returning dicts). With ``resource_version`` (of a copy the caller already has)
+    watching starts there without a first list. After a 410 the objects are listed again and
+    yielded as ``ADDED``: a caller sees the current state, maybe twice, never a gap. Bound it
+    with ``asyncio.timeout``; close it (``contextlib.aclosing``) when done, or use ``watch_until``.
+    """
+    version = resource_version
+    while True:
+        try:
+            if version is None:
+                listing = await list_fn(*args, **kwargs)
+                for item in _items(listing):
+                    yield "ADDED", item
+                version = _version(listing)
+            stream = watch.Watch().stream(
+                list_fn, *args, resource_version=version, timeout_seconds=watch_timeout, **kwargs
+            )
+            async with stream:
+                async for event in stream:
+                    obj = event["object"]
+                    version = _version(obj) or version
+                    yield event["type"], obj
+        except ApiException as error:
+            if error.status == 410:
+                version = None
+            elif error.status == 429:
+                await asyncio.sleep(retry_after(error))
+            else:
+                raise
+
+
+async def watch_until(
+    list_fn: ListFn,
+    *args: Any,
+    check: Callable[[str, Any], T | None],
+    resource_version: str | None = None,
+    **kwargs: Any,
+) -> T:
+    """Follow the objects until ``check(type, object)`` returns something; return that."""
+    events = follow(list_fn, *args, resource_version=resource_version, **kwargs)
+    async with contextlib.aclosing(events):
+        async for kind, obj in events:
+            found = check(kind, obj)
+            if found is not None:
+                return found
+    raise AssertionError("follow() ended")  # it never does
+
+
+def retry_after(error: ApiException) -> float:
+    """The server's Retry-After (seconds), bounded; 1 s when it gave none."""
+    try:
+        headers: Mapping[str, str] = error.headers or {}
+        return min(float(headers.get("Retry-After", "1")), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 1.0
+
+
+def _items(listing: Any) -> list[Any]:
+    items = listing.get("items") if isinstance(listing, dict) else listing.items
+    return list(items or [])
+
+
+def _version(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+    else:
+        version = getattr(getattr(obj, "metadata", None), "resource_version", None)
+    return str(version) if version else None
