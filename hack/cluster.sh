@@ -82,13 +82,7 @@ ensure_host() {
     command -v buildah >/dev/null || missing+=(buildah)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     for p in openssl curl conntrack; do command -v "$p" >/dev/null || missing+=("$p"); done
-    ((${#missing[@]} == 0)) && return 0
-    command -v apt-get >/dev/null ||
-        die "missing ${missing[*]}; install them with your package manager (Debian/Ubuntu names given)"
-    log "installing ${missing[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    install_packages "${missing[@]}"
 }
 
 ensure_cgroups() {
@@ -162,31 +156,8 @@ subjectAltName=IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kub
 
 # kubeconfig FILE USER: a kubeconfig with the user's client certificate.
 kubeconfig() {
-    (
-        umask 077
-        cat >"$1.tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: kubesaga-cluster
-  cluster:
-    server: https://$NODE_IP:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 "$CERTS/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $(base64 -w0 "$CERTS/$2.crt")
-    client-key-data: $(base64 -w0 "$CERTS/$2.key")
-contexts:
-- name: kubesaga-cluster
-  context:
-    cluster: kubesaga-cluster
-    user: $2
-    namespace: default
-current-context: kubesaga-cluster
-EOF
-    )
-    mv -f "$1.tmp" "$1"
+    write_kubeconfig "$1" kubesaga-cluster "https://$NODE_IP:$APISERVER_PORT" "$CERTS/ca.crt" \
+        "$CERTS/$2.crt" "$CERTS/$2.key"
 }
 
 # ------------------------------------------------------------------------------- components

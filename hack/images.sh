@@ -59,15 +59,7 @@ ensure_tools() {
     local missing=()
     command -v buildah >/dev/null || missing+=(buildah)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-    ((${#missing[@]} == 0)) && return 0
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]} with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >&2
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    else
-        die "missing ${missing[*]}: install with \`sudo apt-get install -y ${missing[*]}\` (Debian/Ubuntu)"
-    fi
+    install_packages "${missing[@]}"
 }
 
 [[ "$(id -u)" == 0 ]] || die "building images with buildah and mmdebstrap here needs root"

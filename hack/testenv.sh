@@ -104,15 +104,7 @@ ensure_tools() {
     command -v openssl >/dev/null || missing+=(openssl)
     command -v curl >/dev/null || missing+=(curl)
     [[ -x "$RABBIT_LIB/rabbitmq-server" ]] || missing+=(rabbitmq-server)
-    ((${#missing[@]} == 0)) && return 0
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]} with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >&2
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    else
-        die "missing ${missing[*]}: install with \`sudo apt-get install -y ${missing[*]}\` (Debian/Ubuntu)"
-    fi
+    install_packages "${missing[@]}"
     [[ -x "$RABBIT_LIB/rabbitmq-server" ]] || die "rabbitmq-server is installed but $RABBIT_LIB/rabbitmq-server is missing"
 }
 
@@ -153,35 +145,6 @@ EOF
         rm -f ./*.csr ./*.ext ca.srl
         touch .complete
     )
-}
-
-write_kubeconfig() {
-    local tmp="$KUBECONFIG_PATH.tmp.$$"
-    (
-        umask 077
-        cat >"$tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: kubesaga-testenv
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 "$CERTS/ca.crt")
-users:
-- name: kubesaga-testenv-admin
-  user:
-    client-certificate-data: $(base64 -w0 "$CERTS/client.crt")
-    client-key-data: $(base64 -w0 "$CERTS/client.key")
-contexts:
-- name: kubesaga-testenv
-  context:
-    cluster: kubesaga-testenv
-    user: kubesaga-testenv-admin
-    namespace: default
-current-context: kubesaga-testenv
-EOF
-    )
-    mv -f "$tmp" "$KUBECONFIG_PATH"
 }
 
 # ---------------------------------------------------------------------------- components
@@ -380,7 +343,8 @@ cmd_up() {
     ensure_tools
     resolve_k8s_bins
     ensure_certs
-    write_kubeconfig
+    write_kubeconfig "$KUBECONFIG_PATH" kubesaga-testenv "https://127.0.0.1:$APISERVER_PORT" \
+        "$CERTS/ca.crt" "$CERTS/client.crt" "$CERTS/client.key"
 
     # The RabbitMQ node is registered with our epmd: if epmd is gone, restart the node too.
     alive epmd || epmd_was_alive=0

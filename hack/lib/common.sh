@@ -75,6 +75,56 @@ ensure_port_free() { # port what
     fi
 }
 
+# ----------------------------------------------------------------------------- kubeconfig
+
+# write_kubeconfig FILE NAME SERVER CA CERT KEY: a kubeconfig (mode 600) for one cluster and one
+# client certificate, written atomically; NAME names its cluster and context.
+write_kubeconfig() {
+    local file="$1" name="$2" server="$3" ca="$4" cert="$5" key="$6" user
+    user="$name-$(basename "$cert" .crt)"
+    (
+        umask 077
+        cat >"$file.tmp.$$" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: $name
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 "$ca")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$cert")
+    client-key-data: $(base64 -w0 "$key")
+contexts:
+- name: $name
+  context:
+    cluster: $name
+    user: $user
+    namespace: default
+current-context: $name
+EOF
+    )
+    mv -f "$file.tmp.$$" "$file"
+}
+
+# ------------------------------------------------------------------------------- packages
+
+# install_packages PKG...: Debian/Ubuntu packages that are missing, with apt-get when root, else
+# one message naming the command to run.
+install_packages() {
+    (($# == 0)) && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing $* with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends "$@" >&2
+    else
+        die "missing $*: install with \`sudo apt-get install -y $*\` (Debian/Ubuntu)"
+    fi
+}
+
 # -------------------------------------------------------------------------------- binaries
 
 need_go() {
