@@ -13,6 +13,7 @@ fi
 
 paths=(operator tests)
 [[ -d bench ]] && [[ -n "$(find bench -name '*.py' -print -quit)" ]] && paths+=(bench)
+[[ -n "$(find hack -name '*.py' -print -quit)" ]] && paths+=(hack) # the node's host-state tool
 
 echo "test: ruff check ${paths[*]} examples" >&2
 python3 -m ruff check "${paths[@]}" examples

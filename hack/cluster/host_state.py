@@ -16,6 +16,7 @@ Runs as root on Linux with iptables-save/ip6tables-save, ``ip`` and ``sysctl`` (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 # Counters and random values that change by themselves.
 VOLATILE_SYSCTLS = (
@@ -100,7 +102,18 @@ def links() -> list[str]:
     return sorted(names)
 
 
-def snapshot() -> dict[str, object]:
+class Snapshot(TypedDict):
+    sysctl: dict[str, str]
+    iptables: dict[str, list[str]]
+    mounts: list[str]
+    cgroups: list[str]
+    links: list[str]
+
+
+LISTS = ("mounts", "cgroups", "links")
+
+
+def snapshot() -> Snapshot:
     return {
         "sysctl": sysctls(),
         "iptables": iptables(),
@@ -110,24 +123,31 @@ def snapshot() -> dict[str, object]:
     }
 
 
-def differences(before: dict[str, object], now: dict[str, object]) -> list[str]:
+def _items(snap: Snapshot, kind: str) -> set[str]:
+    return set(
+        snap["mounts"]
+        if kind == "mounts"
+        else snap["cgroups"]
+        if kind == "cgroups"
+        else snap["links"]
+    )
+
+
+def differences(before: Snapshot, now: Snapshot) -> list[str]:
     lines: list[str] = []
     was_sysctl, is_sysctl = before["sysctl"], now["sysctl"]
-    assert isinstance(was_sysctl, dict) and isinstance(is_sysctl, dict)
     for key in sorted(set(was_sysctl) | set(is_sysctl)):
         if was_sysctl.get(key) != is_sysctl.get(key):
             lines.append(f"sysctl {key}: {was_sysctl.get(key)!r} -> {is_sysctl.get(key)!r}")
     was_ipt, is_ipt = before["iptables"], now["iptables"]
-    assert isinstance(was_ipt, dict) and isinstance(is_ipt, dict)
     for table in sorted(set(was_ipt) | set(is_ipt)):
         old, new = set(was_ipt.get(table, [])), set(is_ipt.get(table, []))
         lines += [f"{table}: added {entry}" for entry in sorted(new - old)]
         lines += [f"{table}: removed {entry}" for entry in sorted(old - new)]
-    for kind in ("mounts", "cgroups", "links"):
-        old_items, new_items = before[kind], now[kind]
-        assert isinstance(old_items, list) and isinstance(new_items, list)
-        lines += [f"{kind}: added {item}" for item in sorted(set(new_items) - set(old_items))]
-        lines += [f"{kind}: removed {item}" for item in sorted(set(old_items) - set(new_items))]
+    for kind in LISTS:
+        old_items, new_items = _items(before, kind), _items(now, kind)
+        lines += [f"{kind}: added {item}" for item in sorted(new_items - old_items)]
+        lines += [f"{kind}: removed {item}" for item in sorted(old_items - new_items)]
     return lines
 
 
@@ -141,52 +161,45 @@ def _only_empty_builtins(entries: list[str]) -> bool:
     )
 
 
-def restore(before: dict[str, object]) -> None:
-    """Undo what was added since ``before``: mounts, links, iptables rules and chains, cgroups, sysctls."""
-    now = snapshot()
-    for point in sorted(set(now["mounts"]) - set(before["mounts"]), key=len, reverse=True):  # type: ignore[arg-type]
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    for name in sorted(set(links()) - set(before["links"])):  # type: ignore[arg-type]
-        subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
-    was_ipt, is_ipt = before["iptables"], iptables()
-    assert isinstance(was_ipt, dict)
-    for table, entries in is_ipt.items():
+def _quiet(*args: str) -> None:
+    subprocess.run(args, capture_output=True, check=False)
+
+
+def _restore_iptables(was: dict[str, list[str]]) -> None:
+    for table, entries in iptables().items():
         family, name = table.split()
-        old = set(was_ipt.get(table, []))
+        old = set(was.get(table, []))
         for rule in entries:
             if rule.startswith("-A") and rule not in old:
-                subprocess.run(
-                    [family, "-t", name, "-D", *shlex.split(rule)[1:]],
-                    capture_output=True,
-                    check=False,
-                )
+                _quiet(family, "-t", name, "-D", *shlex.split(rule)[1:])
         new_chains = [c[1:].split()[0] for c in entries if c.startswith(":") and c not in old]
-        for chain in new_chains:
-            subprocess.run([family, "-t", name, "-F", chain], capture_output=True, check=False)
-        for chain in new_chains:
-            subprocess.run([family, "-t", name, "-X", chain], capture_output=True, check=False)
+        for flag in ("-F", "-X"):  # flush all first: one new chain may jump to another
+            for chain in new_chains:
+                _quiet(family, "-t", name, flag, chain)
     for table, entries in iptables().items():
-        if table not in was_ipt and _only_empty_builtins(entries) and shutil.which("nft"):
+        if table not in was and _only_empty_builtins(entries) and shutil.which("nft"):
             # iptables-nft created this table; without nft it stays (empty, accepting everything).
             family, name = table.split()
-            nft_family = "ip" if family == "iptables" else "ip6"
-            subprocess.run(
-                ["nft", "delete", "table", nft_family, name], capture_output=True, check=False
-            )
-    for path in sorted(set(cgroups()) - set(before["cgroups"]), key=len, reverse=True):  # type: ignore[arg-type]
+            _quiet("nft", "delete", "table", "ip" if family == "iptables" else "ip6", name)
+
+
+def restore(before: Snapshot) -> None:
+    """Undo what was added since ``before``: mounts, links, iptables, cgroups, sysctls."""
+    now = snapshot()
+    for point in sorted(_items(now, "mounts") - _items(before, "mounts"), key=len, reverse=True):
+        _quiet("umount", "-l", point)
+    for name in sorted(_items(now, "links") - _items(before, "links")):
+        _quiet("ip", "link", "delete", name)
+    _restore_iptables(before["iptables"])
+    added = _items(snapshot(), "cgroups") - _items(before, "cgroups")
+    for path in sorted(added, key=len, reverse=True):
         # Deeper cgroups (pods, containers) first; rmdir removes only empty, process-free cgroups.
         for dirpath, _, _ in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(dirpath)
-            except OSError:
-                pass
-    was_sysctl, is_sysctl = before["sysctl"], sysctls()
-    assert isinstance(was_sysctl, dict)
-    for key, value in is_sysctl.items():
-        if key in was_sysctl and was_sysctl[key] != value:
-            subprocess.run(
-                ["sysctl", "-qw", f"{key}={was_sysctl[key]}"], capture_output=True, check=False
-            )
+    for key, value in sysctls().items():
+        if key in before["sysctl"] and before["sysctl"][key] != value:
+            _quiet("sysctl", "-qw", f"{key}={before['sysctl'][key]}")
 
 
 def main(argv: list[str]) -> int:
