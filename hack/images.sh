@@ -69,17 +69,18 @@ image_id() { "${BUILDAH[@]}" inspect --type image --format '{{.FromImageID}}' "$
 
 # rootfs NAME PACKAGES: a Debian minbase root filesystem tarball, cached (about 1-2 min each).
 rootfs() {
-    local name="$1" packages="$2" out="$STATE/$1-rootfs.tar" t0
-    [[ -s "$out" ]] && return 0
+    local name="$1" packages="$2" out="$STATE/$1-rootfs.tar" tmp="$STATE/$1-rootfs.partial.tar" t0
+    [[ -f "$out" && -s "$out" ]] && return 0
     mkdir -p "$STATE"
     t0=$(date +%s)
     log "mmdebstrap $SUITE minbase + $packages (one time; cached as $out)"
     # No mirror argument: the host's apt sources (whatever mirror or proxy this machine uses).
-    mmdebstrap --quiet --variant=minbase --include="$packages" \
+    rm -rf "$tmp" "$out"
+    mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        "$SUITE" "$out.tmp" >&2
-    mv -f "$out.tmp" "$out"
+        "$SUITE" "$tmp" >&2
+    mv -f "$tmp" "$out"
     log "root filesystem $name in $(($(date +%s) - t0))s"
 }
 
