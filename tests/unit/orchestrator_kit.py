@@ -24,6 +24,7 @@ from kubesaga.store import Conflict, NotFound, SagaObject
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NS = "default"
+SETTLE_ROUNDS = 200
 
 
 # -- clocks ---------------------------------------------------------------------------------
@@ -269,8 +270,12 @@ class Rig:
         return self.orchestrators[0]
 
     async def settle(self) -> None:
-        """Deliver watch events and run every task until nothing is left to do."""
-        while True:
+        """Deliver watch events, fire due timers and run every task until nothing is left.
+
+        Bounded: a saga whose timer keeps firing at once (a busy loop) fails the test instead
+        of hanging it.
+        """
+        for _ in range(SETTLE_ROUNDS):
             moved = sum(
                 deliver(stream, o)
                 for stream, o in zip(self.streams, self.orchestrators, strict=True)
@@ -281,6 +286,7 @@ class Rig:
                 return
             for o in busy:
                 await o.tasks.wait()
+        raise AssertionError(f"still busy after {SETTLE_ROUNDS} rounds: a timer firing in a loop?")
 
     async def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

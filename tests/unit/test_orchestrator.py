@@ -170,6 +170,8 @@ async def test_two_orchestrators_on_one_store_publish_each_dispatch_once() -> No
         await rig.settle()
     assert phase(rig.store, "s") == "Completed"
     assert set(Counter(rig.broker.dispatch_ids()).values()) == {1}
+    attempts = Counter((c.step, c.kind, c.attempt) for c in rig.broker.published)
+    assert set(attempts.values()) == {1}  # the loser of a race publishes nothing it decided
     assert rig.store.conflicts >= 1  # they did race for the first write
 
 
