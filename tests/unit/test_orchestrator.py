@@ -100,6 +100,20 @@ async def test_an_unanswered_command_is_published_again_after_redeliver_after() 
     assert again.dispatch_id == first.dispatch_id
 
 
+async def test_a_redelivery_waiting_for_its_confirm_is_not_sent_again() -> None:
+    rig = Rig(redeliver_after=30)
+    await started(rig, "s", spec("a"))
+    rig.broker.hold = asyncio.Event()  # the broker is slow to confirm
+    rig.clock.advance(30)
+    for _ in range(50):
+        rig.clock.advance(0)
+        await asyncio.sleep(0)
+    assert rig.broker.held == 1
+    rig.broker.hold.set()
+    await rig.settle()
+    assert len(rig.broker.published) == 2
+
+
 async def test_an_attempt_that_times_out_is_retried_with_a_new_dispatch() -> None:
     rig = Rig()
     body = spec("a")

@@ -129,6 +129,9 @@ class Outbox:
             return
         if due:
             log.info("%s/%s: re-publishing %d in-flight commands", *key, len(due))
+            # Counted from the attempt, not the confirm: otherwise every look at the saga while
+            # the confirm is pending finds the command still due and sends it again.
+            self.redelivery.published(key, (c.dispatch_id for c in due), now)
             self.tasks.spawn(self.publish(key, due), name=f"republish {key[0]}/{key[1]}")
 
     def forget(self, key: Key) -> None:
