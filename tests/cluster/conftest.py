@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.cluster.kube import (
     CHART,
     RELEASE,

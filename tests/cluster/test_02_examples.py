@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.cluster.kube import Cluster, example_sagas
 
 EXAMPLES = example_sagas()

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from tests.cluster.kube import RELEASE, Cluster
 
 OPERATOR = "app.kubernetes.io/component=operator"

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import yaml
+
 from tests.cluster.kube import CHART, EXAMPLES, RELEASE, Cluster
 
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
 from tests.cluster.kube import RELEASE, REPO_ROOT, Cluster
 
 NAMESPACE = "kubesaga-demo"

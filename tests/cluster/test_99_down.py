@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.cluster.kube import Cluster, cluster_sh, host_state
 
 
