@@ -21,12 +21,11 @@ from kubesaga.operator.metrics import Metrics
 from kubesaga.operator.ports import Publisher
 from kubesaga.operator.tasks import TaskSet
 
+log = logging.getLogger("kubesaga.operator")
+
 
 def key_of(view: SagaView) -> Key:
     return view.ref.namespace, view.ref.name
-
-
-log = logging.getLogger("kubesaga.operator")
 
 
 class Redelivery:
