@@ -1,4 +1,4 @@
-"""One test per saga rule of DESIGN.md section 3, run against the pure engine."""
+"""One test per saga rule (docs/architecture.md, "The engine"), run against the pure engine."""
 
 from __future__ import annotations
 

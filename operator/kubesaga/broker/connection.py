@@ -70,7 +70,7 @@ class BrokerSettings:
 
 
 class Broker:
-    """Publishes commands and results with confirms and consumes them; see DESIGN.md section 4."""
+    """Publishes commands and results with confirms and consumes them; see docs/protocol.md."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Names and declarations of the RabbitMQ topology (DESIGN.md section 4, docs/protocol.md).
+"""Names and declarations of the RabbitMQ topology (docs/protocol.md, "Topology").
 
 One durable direct exchange; one durable queue per action, bound with its own name as routing
 key; a results queue for the operator and a dead-letter queue for messages nobody can process.

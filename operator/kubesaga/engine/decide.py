@@ -1,8 +1,9 @@
 """The saga state machine: ``decide(saga, event, now, token) -> Decision``.
 
 Pure: no I/O, no clock, no randomness. Time arrives as ``now``; the random part of dispatch ids
-arrives as ``token``. Every rule of DESIGN.md section 3 lives here, so it can be tested without a
-cluster or a broker, and the operator stays a thin read-decide-write-publish loop.
+arrives as ``token``. Every saga rule (docs/architecture.md, "The engine") lives here, so it can
+be tested without a cluster or a broker, and the operator stays a thin read-decide-write-publish
+loop.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import kopf
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.health import Health, serve
+from kubesaga.operator.cache import SagaCache
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.handlers import build_registry
 from kubesaga.operator.metrics import Metrics, metrics_route
@@ -41,8 +42,8 @@ async def run_operator(
     health: Health | None = None
     ready_flag = ready or asyncio.Event()
     try:
-        holder: list[Orchestrator] = []
-        metrics = Metrics(lambda: holder[0].phases() if holder else [])
+        cache = SagaCache()
+        metrics = Metrics(cache.phases)
         broker = await Broker.connect(
             BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,
@@ -54,8 +55,8 @@ async def run_operator(
             metrics=metrics,
             events=events,
             redeliver_after=settings.redeliver_after_seconds,
+            cache=cache,
         )
-        holder.append(orchestrator)
         health = operator_health(api, broker, ready_flag)
         health.start()
         if settings.metrics_port:
@@ -92,7 +93,7 @@ async def run_operator(
             announce.cancel()
         if orchestrator is not None:
             await orchestrator.close()
-            await orchestrator.broker.close()
+            await broker.close()
         await events.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()

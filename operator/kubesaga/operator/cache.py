@@ -1,0 +1,104 @@
+"""The newest copy of every Saga this process has seen, and its parsed view by resourceVersion.
+
+Parsing is most of the operator's CPU per transition, so the same copy is never parsed twice: a
+copy we wrote ourselves is cached with the status we wrote, and a spec is re-parsed only when
+its uid or generation changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pydantic import ValidationError
+
+from kubesaga.engine import SagaView
+from kubesaga.models import SagaRef, SagaStatus, parse_spec, parse_status
+from kubesaga.store import SagaObject
+
+Key = tuple[str, str]
+
+
+class InvalidSpec(str):
+    """Why a saga's spec cannot be parsed (one line per problem, joined)."""
+
+
+class SagaCache:
+    def __init__(self) -> None:
+        self._copies: dict[Key, SagaObject] = {}
+        self._views: dict[Key, tuple[str, SagaView | InvalidSpec]] = {}
+
+    def get(self, key: Key) -> SagaObject | None:
+        return self._copies.get(key)
+
+    def offer(self, obj: SagaObject) -> bool:
+        """Keep ``obj`` if it is newer than the copy we have; False for our own write coming
+        back through the watch, or an older copy."""
+        known = self._copies.get(obj.key)
+        if known is not None and not obj.newer_than(known):
+            return False
+        self._copies[obj.key] = obj
+        return True
+
+    def reread(self, obj: SagaObject) -> None:
+        """A copy we just fetched: keep it unless the watch already delivered a newer one."""
+        known = self._copies.get(obj.key)
+        if known is None or obj.newer_than(known) or known.resource_version == obj.resource_version:
+            self._copies[obj.key] = obj
+
+    def wrote(self, before: SagaObject, written: SagaObject, status: SagaStatus) -> None:
+        """Our status write succeeded: remember the new copy already parsed."""
+        view = self.view(before)
+        if isinstance(view, SagaView):
+            self._views[written.key] = (written.resource_version, replace(view, status=status))
+        known = self._copies.get(written.key)
+        if known is None or written.newer_than(known):
+            self._copies[written.key] = written
+
+    @staticmethod
+    def readable_status(obj: SagaObject) -> SagaStatus | None:
+        """The status of a saga whose spec is invalid, if it parses (it is kept, not reset)."""
+        try:
+            return parse_status(obj.status)
+        except ValidationError:
+            return None
+
+    def forget(self, key: Key) -> None:
+        self._copies.pop(key, None)
+        self._views.pop(key, None)
+
+    def phases(self) -> list[str]:
+        """Phase of every known saga, for the ``kubesaga_sagas`` gauge."""
+        return [str((obj.status or {}).get("phase") or "Pending") for obj in self._copies.values()]
+
+    def view(self, obj: SagaObject) -> SagaView | InvalidSpec:
+        """The parsed saga (or why its spec is invalid) for this exact copy."""
+        cached = self._views.get(obj.key)
+        if cached is not None and cached[0] == obj.resource_version:
+            return cached[1]
+        view = self._parse(obj, cached[1] if cached is not None else None)
+        self._views[obj.key] = (obj.resource_version, view)
+        return view
+
+    @staticmethod
+    def _parse(obj: SagaObject, previous: SagaView | InvalidSpec | None) -> SagaView | InvalidSpec:
+        if (
+            isinstance(previous, SagaView)
+            and previous.ref.uid == obj.uid
+            and previous.generation == obj.generation
+        ):
+            spec = previous.spec
+        else:
+            try:
+                spec = parse_spec(obj.spec)
+            except ValidationError as error:
+                return InvalidSpec(
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+                    )
+                )
+        try:
+            status = parse_status(obj.status)
+        except ValidationError:
+            status = None  # an unreadable status (hand-edited?) is rebuilt from the spec
+        ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+        return SagaView(ref=ref, generation=obj.generation, spec=spec, status=status)
