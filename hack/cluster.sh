@@ -120,15 +120,6 @@ bin() { # name -> cached path
 
 # ------------------------------------------------------------------------------ certificates
 
-# sign NAME SUBJECT EXTENSIONS: a key and a certificate signed by the cluster's CA.
-sign() {
-    openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-    printf '%s\n' "$3" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
-        -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-    rm -f "$1.csr" "$1.ext"
-}
-
 ensure_certs() {
     [[ -f "$CERTS/.complete-$NODE_IP" ]] && return 0
     log "generating certificates in $CERTS"
@@ -137,19 +128,12 @@ ensure_certs() {
     (
         cd "$CERTS"
         umask 077
-        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.crt \
-            -subj "/CN=kubesaga-cluster-ca" -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-        local client=$'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
-        sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
+        make_ca kubesaga-cluster-ca
+        sign apiserver /CN=kube-apiserver "$SERVING_EXT
 subjectAltName=IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-        sign admin "/O=system:masters/CN=kubesaga-cluster-admin" "$client"
-        sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
-        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
-        openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
-        rm -f ca.srl
+        sign admin /O=system:masters/CN=kubesaga-cluster-admin "$CLIENT_EXT"
+        sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$CLIENT_EXT"
+        make_sa_key
         touch ".complete-$NODE_IP"
     )
 }

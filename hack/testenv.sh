@@ -118,31 +118,11 @@ ensure_certs() {
     (
         cd "$CERTS"
         umask 077
-        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.crt \
-            -subj "/CN=kubesaga-testenv-ca" -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-        cat >serving.ext <<'EOF'
-basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1
-EOF
-        openssl req -newkey rsa:2048 -nodes -sha256 -keyout apiserver.key -out apiserver.csr \
-            -subj "/CN=kube-apiserver" 2>/dev/null
-        openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-            -sha256 -extfile serving.ext -out apiserver.crt 2>/dev/null
-        cat >client.ext <<'EOF'
-basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth
-EOF
-        openssl req -newkey rsa:2048 -nodes -sha256 -keyout client.key -out client.csr \
-            -subj "/O=system:masters/CN=kubesaga-testenv-admin" 2>/dev/null
-        openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-            -sha256 -extfile client.ext -out client.crt 2>/dev/null
-        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
-        openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
-        rm -f ./*.csr ./*.ext ca.srl
+        make_ca kubesaga-testenv-ca
+        sign apiserver /CN=kube-apiserver "$SERVING_EXT
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1"
+        sign client /O=system:masters/CN=kubesaga-testenv-admin "$CLIENT_EXT"
+        make_sa_key
         touch .complete
     )
 }

@@ -75,6 +75,31 @@ ensure_port_free() { # port what
     fi
 }
 
+# ------------------------------------------------------------------------------------ PKI
+# Run in the certificate dir with umask 077: a CA, certificates it signs, a service-account key.
+
+SERVING_EXT=$'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth'
+CLIENT_EXT=$'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
+
+make_ca() { # CN -> ca.key, ca.crt
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.crt \
+        -subj "/CN=$1" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+}
+
+sign() { # NAME SUBJECT EXTENSIONS -> NAME.key, NAME.crt signed by ca.*
+    openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+    printf '%s\n' "$3" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+        -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+    rm -f "$1.csr" "$1.ext" ca.srl
+}
+
+make_sa_key() { # -> sa.key, sa.pub (service-account token signing)
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+    openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+}
+
 # ----------------------------------------------------------------------------- kubeconfig
 
 # write_kubeconfig FILE NAME SERVER CA CERT KEY: a kubeconfig (mode 600) for one cluster and one

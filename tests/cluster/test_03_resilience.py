@@ -73,18 +73,23 @@ def _wait_phase(
     )
 
 
-def test_saga_completes_after_the_operator_pod_is_deleted(cluster: Cluster, release: str) -> None:
-    name = f"survives-operator-{uuid.uuid4().hex[:6]}"
-    _apply(cluster, release, _slow_saga(name, timeout_seconds=15))
-    # The payment attempt is in flight (its handler hangs): now take the operator away.
+def _wait_payment_in_flight(cluster: Cluster, namespace: str, name: str) -> None:
+    """Until the slow saga's payment attempt runs (its handler hangs for ``hang_seconds``)."""
     cluster.kubectl(
         "wait",
         "-n",
-        release,
+        namespace,
         f"saga/{name}",
         "--for=jsonpath={.status.steps[1].phase}=Running",
         "--timeout=60s",
     )
+
+
+def test_saga_completes_after_the_operator_pod_is_deleted(cluster: Cluster, release: str) -> None:
+    name = f"survives-operator-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, release, _slow_saga(name, timeout_seconds=15))
+    # The payment attempt is in flight (its handler hangs): now take the operator away.
+    _wait_payment_in_flight(cluster, release, name)
     before = cluster.get_json("pods", "-n", release, "-l", "app.kubernetes.io/component=operator")
     old = {p["metadata"]["name"] for p in before["items"]}
     cluster.kubectl("delete", "pod", "-n", release, *old, "--wait=false")
@@ -123,14 +128,7 @@ def test_helm_upgrade_keeps_running_sagas_going(cluster: Cluster, release: str) 
     names = [f"upgrade-{i}-{uuid.uuid4().hex[:4]}" for i in range(3)]
     _apply(cluster, release, *(_slow_saga(n, timeout_seconds=10) for n in names))
     for name in names:
-        cluster.kubectl(
-            "wait",
-            "-n",
-            release,
-            f"saga/{name}",
-            "--for=jsonpath={.status.steps[1].phase}=Running",
-            "--timeout=60s",
-        )
+        _wait_payment_in_flight(cluster, release, name)
     before = cluster.get_json("pods", "-n", release)
     cluster.helm(
         "upgrade",
