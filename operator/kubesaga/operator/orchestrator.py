@@ -81,7 +81,13 @@ class Orchestrator:
         self.timers = Timers(self.clock, self._wake)
         self.mailboxes = Mailboxes(self._process, self._retry_soon, self.tasks)
         self.outbox = Outbox(
-            broker, self.metrics, self.clock, self.tasks, redeliver_after, self._retry_soon
+            broker,
+            self.metrics,
+            self.clock,
+            self.tasks,
+            redeliver_after,
+            self._retry_soon,
+            retry_failed=REPUBLISH_RETRY_SECONDS,
         )
 
     # -- inputs ---------------------------------------------------------------------------

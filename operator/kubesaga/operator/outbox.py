@@ -35,8 +35,9 @@ class Redelivery:
     died without nacking) is published again after ``after`` seconds with the same dispatch id.
     """
 
-    def __init__(self, after: float) -> None:
+    def __init__(self, after: float, retry_failed: float) -> None:
         self.after = after
+        self.retry_failed = retry_failed
         self._published: dict[Key, dict[str, float]] = {}
 
     def published(self, key: Key, dispatch_ids: Iterable[str], now: float) -> None:
@@ -57,6 +58,10 @@ class Redelivery:
             return None
         self._published[key] = times
         return min(times.values()) + self.after
+
+    def failed(self, key: Key, dispatch_ids: Iterable[str], now: float) -> None:
+        """A publish failed: these are due again in ``retry_failed`` seconds, not ``after``."""
+        self.published(key, dispatch_ids, now - self.after + self.retry_failed)
 
     def due(self, key: Key, dispatch_id: str, now: float) -> bool:
         return now - self._published.get(key, {}).get(dispatch_id, now) >= self.after
@@ -79,12 +84,13 @@ class Outbox:
         tasks: TaskSet,
         redeliver_after: float,
         on_failure: Callable[[Key], None],
+        retry_failed: float = 2.0,
     ) -> None:
         self.broker = broker
         self.metrics = metrics
         self.clock = clock
         self.tasks = tasks
-        self.redelivery = Redelivery(redeliver_after)
+        self.redelivery = Redelivery(redeliver_after, retry_failed)
         self.on_failure = on_failure
         self.seen: set[Key] = set()
         """Sagas this process has looked at; the first look re-publishes in-flight commands."""
@@ -94,6 +100,8 @@ class Outbox:
             await asyncio.gather(*(self.broker.publish_command(c) for c in commands))
         except Exception as error:
             log.warning("publishing to the broker failed (%s); will re-publish", error)
+            # Due again soon: the next plan arms the saga's timer for it, and the wake re-sends.
+            self.redelivery.failed(key, (c.dispatch_id for c in commands), self.clock.monotonic())
             self.on_failure(key)
             return
         self.redelivery.published(key, (c.dispatch_id for c in commands), self.clock.monotonic())
