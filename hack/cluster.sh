@@ -288,7 +288,7 @@ imageGCLowThresholdPercent: 98
 EOF
     log "starting kubelet (node $NODE_NAME at $NODE_IP)"
     start_proc kubelet "$LOGS/kubelet.log" "$(bin kubelet)" --config="$STATE/kubelet.yaml" \
-        --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
+        --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" \
         --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
 }
 
@@ -350,6 +350,14 @@ cmd_up() {
     # The host as it is before this cluster touches it; `down` restores it and checks it against this.
     if ! alive containerd && ! alive kubelet; then
         python3 "$ROOT/hack/cluster/host_state.py" save "$HOST_RECORD"
+        # Host dirs the kubelet and containerd's CNI library insist on (log links, CNI cache, the
+        # kubelet's hard-coded device-plugins dir):
+        # `down` removes them again if this `up` is what created them.
+        : >"$STATE/created-dirs"
+        for d in /var/log/containers /var/lib/cni /var/lib/kubelet; do
+            [[ -e "$d" ]] || echo "$d" >>"$STATE/created-dirs"
+        done
+        rm -rf "$STATE/pod-logs"
     fi
     ensure_certs
     kubeconfig "$KUBECONFIG_PATH" admin
@@ -364,6 +372,9 @@ cmd_up() {
     start_controllers
     start_kubelet
     wait_for kubelet kubelet_ready kubelet
+    # The kubelet answers /healthz before it has registered its Node: wait for the object first
+    # (`kubectl wait` on a missing object fails at once), then for Ready.
+    kc wait --for=create "node/$NODE_NAME" --timeout="${READY_TIMEOUT}s" >/dev/null
     kc wait --for=condition=Ready "node/$NODE_NAME" --timeout="${READY_TIMEOUT}s" >/dev/null
     deploy_addons
     trap - EXIT
@@ -400,7 +411,11 @@ cmd_down_locked() {
     # Shims outlive containerd by design; after `rmp` none should be left, but make sure.
     pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $CONTAINERD_SOCK" 2>/dev/null || true
     rm -rf "$RUN_DIR" "$STATE/cni/ipam"
-    find /var/log/containers -maxdepth 1 -xtype l -delete 2>/dev/null || true
+    find /var/log/containers -maxdepth 1 -type l -lname "$STATE/*" -delete 2>/dev/null || true
+    if [[ -f "$STATE/created-dirs" ]]; then
+        while read -r d; do rm -rf --one-file-system "${d:?}"; done <"$STATE/created-dirs"
+        rm -f "$STATE/created-dirs"
+    fi
     if [[ -f "$HOST_RECORD" ]]; then
         local left
         if left="$(python3 "$ROOT/hack/cluster/host_state.py" restore "$HOST_RECORD")"; then

@@ -108,9 +108,29 @@ class Snapshot(TypedDict):
     mounts: list[str]
     cgroups: list[str]
     links: list[str]
+    paths: list[str]
 
 
-LISTS = ("mounts", "cgroups", "links")
+LISTS = ("mounts", "cgroups", "links", "paths")
+# Host paths a node writes outside its own state dir (kubelet log links, the CNI library's cache,
+# network namespaces) and the usual homes of its parts: none may appear and stay.
+HOST_PATHS = (
+    "/var/log/containers",
+    "/var/log/pods",
+    "/var/lib/cni",
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/etc/cni/net.d/10-kubesaga.conflist",
+    "/etc/containerd/config.toml",
+)
+
+
+def paths() -> list[str]:
+    found = [p for p in HOST_PATHS if os.path.lexists(p)]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [str(entry) for entry in netns.iterdir()]
+    return sorted(found)
 
 
 def snapshot() -> Snapshot:
@@ -120,17 +140,18 @@ def snapshot() -> Snapshot:
         "mounts": mounts(),
         "cgroups": cgroups(),
         "links": links(),
+        "paths": paths(),
     }
 
 
 def _items(snap: Snapshot, kind: str) -> set[str]:
-    return set(
-        snap["mounts"]
-        if kind == "mounts"
-        else snap["cgroups"]
-        if kind == "cgroups"
-        else snap["links"]
-    )
+    lists = {
+        "mounts": snap["mounts"],
+        "cgroups": snap["cgroups"],
+        "links": snap["links"],
+        "paths": snap["paths"],
+    }
+    return set(lists[kind])
 
 
 def differences(before: Snapshot, now: Snapshot) -> list[str]:
