@@ -22,7 +22,7 @@ from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.client import SagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
-from kubesaga.store.watching import watch_until
+from kubesaga.store.watching import wait_crd_established
 from tests.integration.harness import operator_task, unique
 
 ESTABLISH_TIMEOUT_S = 60
@@ -45,29 +45,9 @@ async def saga_crd_fixture(api_client: client.ApiClient) -> dict[str, Any]:
             "metadata": {**crd["metadata"], "resourceVersion": existing.metadata.resource_version},
         }
         applied = await api.replace_custom_resource_definition(CRD_NAME, body)
-    await _wait_established(api, generation=applied.metadata.generation)
-    return crd
-
-
-async def _wait_established(api: client.ApiextensionsV1Api, *, generation: int) -> None:
-    """Watch the CRD until the apiserver serves (at least) the generation that was written."""
-
-    def established(kind: str, crd: Any) -> bool | None:
-        if kind == "DELETED" or crd.metadata.generation < generation or crd.status is None:
-            return None
-        conditions = {c.type: c for c in (crd.status.conditions or [])}
-        names = conditions.get("NamesAccepted")
-        if names is not None and names.status == "False":
-            raise AssertionError(f"CRD names not accepted: {names.message}")
-        done = conditions.get("Established")
-        return True if done is not None and done.status == "True" else None
-
     async with asyncio.timeout(ESTABLISH_TIMEOUT_S):
-        await watch_until(
-            api.list_custom_resource_definition,
-            check=established,
-            field_selector=f"metadata.name={CRD_NAME}",
-        )
+        await wait_crd_established(api, CRD_NAME, applied.metadata.generation)
+    return crd
 
 
 # ------------------------------------------------------------------ operator and workers

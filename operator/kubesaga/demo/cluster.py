@@ -10,7 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.demo.examples import DemoError
 from kubesaga.schema import CRD_NAME, saga_crd
-from kubesaga.store.watching import watch_until
+from kubesaga.store.watching import CrdNotAccepted, wait_crd_established
 
 FIELD_MANAGER = "kubesaga-demo"
 ESTABLISH_TIMEOUT_S = 60
@@ -36,24 +36,11 @@ async def apply_crd(api_client: client.ApiClient) -> None:
 
 async def _wait_established(api: client.ApiextensionsV1Api, generation: int) -> None:
     """Watch the CRD until the apiserver serves the generation that was written."""
-
-    def established(kind: str, crd: Any) -> bool | None:
-        if kind == "DELETED" or crd.metadata.generation < generation or crd.status is None:
-            return None
-        conditions = {c.type: c for c in (crd.status.conditions or [])}
-        names = conditions.get("NamesAccepted")
-        if names is not None and names.status == "False":
-            raise DemoError(f"the Saga CRD's names were not accepted: {names.message}")
-        done = conditions.get("Established")
-        return True if done is not None and done.status == "True" else None
-
     try:
         async with asyncio.timeout(ESTABLISH_TIMEOUT_S):
-            await watch_until(
-                api.list_custom_resource_definition,
-                check=established,
-                field_selector=f"metadata.name={CRD_NAME}",
-            )
+            await wait_crd_established(api, CRD_NAME, generation)
+    except CrdNotAccepted as error:
+        raise DemoError(str(error)) from None
     except TimeoutError:
         raise DemoError(f"the Saga CRD was not Established within {ESTABLISH_TIMEOUT_S}s") from None
 

@@ -82,6 +82,33 @@ async def watch_until(
     raise AssertionError("follow() ended")  # it never does
 
 
+class CrdNotAccepted(RuntimeError):
+    """The apiserver refused a CustomResourceDefinition's names (NamesAccepted=False)."""
+
+
+async def wait_crd_established(api: Any, name: str, generation: int) -> None:
+    """Watch the CRD ``name`` until the apiserver serves (at least) ``generation`` of it.
+
+    ``api`` is an ``ApiextensionsV1Api``; callers bound the wait with their own timeout.
+    """
+
+    def established(kind: str, crd: Any) -> bool | None:
+        if kind == "DELETED" or crd.metadata.generation < generation or crd.status is None:
+            return None
+        conditions = {c.type: c for c in (crd.status.conditions or [])}
+        names = conditions.get("NamesAccepted")
+        if names is not None and names.status == "False":
+            raise CrdNotAccepted(f"the {name} CRD's names were not accepted: {names.message}")
+        done = conditions.get("Established")
+        return True if done is not None and done.status == "True" else None
+
+    await watch_until(
+        api.list_custom_resource_definition,
+        check=established,
+        field_selector=f"metadata.name={name}",
+    )
+
+
 def retry_after(error: ApiException) -> float:
     """The server's Retry-After (seconds), bounded; 1 s when it gave none."""
     try:
