@@ -28,7 +28,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${KUBESAGA_IMAGES_DIR:-$HOME/.cache/kubesaga/images}"
 BIN_DIR="${KUBESAGA_BIN_DIR:-$HOME/.cache/kubesaga/bin}"
-PIDS="$STATE/pids"
 CONTAINERD_ADDRESS="${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}"
 LOG_PREFIX=images
 # shellcheck source=hack/lib/common.sh

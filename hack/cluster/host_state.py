@@ -206,13 +206,12 @@ def _restore_iptables(was: dict[str, list[str]]) -> None:
 
 def restore(before: Snapshot) -> None:
     """Undo what was added since ``before``: mounts, links, iptables, cgroups, sysctls."""
-    now = snapshot()
-    for point in sorted(_items(now, "mounts") - _items(before, "mounts"), key=len, reverse=True):
+    for point in sorted(set(mounts()) - set(before["mounts"]), key=len, reverse=True):
         _quiet("umount", "-l", point)
-    for name in sorted(_items(now, "links") - _items(before, "links")):
+    for name in sorted(set(links()) - set(before["links"])):
         _quiet("ip", "link", "delete", name)
     _restore_iptables(before["iptables"])
-    added = _items(snapshot(), "cgroups") - _items(before, "cgroups")
+    added = set(cgroups()) - set(before["cgroups"])
     for path in sorted(added, key=len, reverse=True):
         # Deeper cgroups (pods, containers) first; rmdir removes only empty, process-free cgroups.
         for dirpath, _, _ in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
