@@ -36,12 +36,18 @@ def broker_settings(settings: Settings) -> BrokerSettings:
     return BrokerSettings.from_settings(settings)
 
 
+class OperatorThread(threading.Thread):
+    """The thread running an operator; ``loop`` is its event loop once it started."""
+
+    loop: asyncio.AbstractEventLoop
+
+
 @contextlib.asynccontextmanager
-async def operator_task(settings: Settings) -> AsyncIterator[threading.Thread]:
+async def operator_task(settings: Settings) -> AsyncIterator[OperatorThread]:
     """The operator in a thread with its own event loop; stopped on exit.
 
-    Not a task of the test's loop: kopf cancels every task created after it started when it
-    shuts down, which would include the test's own tasks.
+    Its own loop, as in a real process: the operator's shutdown must not touch the test's
+    tasks, and the test sees exactly what a process would (a crash on stop included).
     """
     started = threading.Event()
     box: dict[str, Any] = {}
@@ -60,11 +66,12 @@ async def operator_task(settings: Settings) -> AsyncIterator[threading.Thread]:
         finally:
             started.set()
 
-    thread = threading.Thread(target=target, name="kubesaga-operator", daemon=True)
+    thread = OperatorThread(target=target, name="kubesaga-operator", daemon=True)
     thread.start()
     await asyncio.to_thread(started.wait, READY_TIMEOUT_S)
     if "error" in box or "loop" not in box:
         raise RuntimeError(f"operator failed to start: {box.get('error')!r}")
+    thread.loop = box["loop"]
     ready = asyncio.run_coroutine_threadsafe(box["ready"].wait(), box["loop"])
     try:
         await asyncio.wait_for(asyncio.wrap_future(ready), READY_TIMEOUT_S)

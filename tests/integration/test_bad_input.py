@@ -217,6 +217,31 @@ def is_final(obj: Mapping[str, Any]) -> bool:
     return phase(obj) in FINAL
 
 
+def summary(obj: Mapping[str, Any]) -> str:
+    """Phase, resourceVersion and each step's phase and attempt: what a failure message needs."""
+    status = obj.get("status") or {}
+    steps_ = ", ".join(
+        f"{s.get('name')}={s.get('phase')}#{s.get('attempt')}" for s in status.get("steps") or []
+    )
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return f"{phase(obj) or '-'} rv={version} [{steps_}] {status.get('message', '')!r}"
+
+
+async def not_completed(
+    store: SagaStore, namespace: str, watched: Mapping[str, Mapping[str, Any]], names: set[str]
+) -> dict[str, str]:
+    """The sagas whose watched copy is not Completed: that copy and a fresh read of each.
+
+    A fresh read tells a saga that is stuck from a watch that missed its last change.
+    """
+    report = {}
+    for name in sorted(names):
+        if phase(watched.get(name, {})) != "Completed":
+            fresh = (await store.get(namespace, name)).raw
+            report[name] = f"watched {summary(watched.get(name, {}))}; now {summary(fresh)}"
+    return report
+
+
 async def dead_letters(
     amqp_url: str, queue: str, want: set[str], wait: float = DEAD_LETTER_WAIT_S
 ) -> dict[str, list[tuple[str, str]]]:
@@ -351,6 +376,9 @@ async def test_malformed_messages_are_dead_lettered_and_good_sagas_finish(
         finals = await watch_until(api_client, namespace, {g.name for g in good}, is_final)
         assert operator.is_alive(), "the operator thread died"
         assert not worker_run.done(), "the worker stopped"
+        unfinished = await not_completed(
+            SagaStore(api_client), namespace, finals, {g.name for g in good}
+        )
 
     missing = [(q, m, body[:200]) for q, m, body in batch if m not in got]
     assert not missing, f"{len(missing)} of {len(batch)} bad messages not dead-lettered: {missing}"
@@ -358,8 +386,8 @@ async def test_malformed_messages_are_dead_lettered_and_good_sagas_finish(
     assert not twice, f"dead-lettered more than once: {twice}"
     no_reason = {m: got[m] for _, m, _ in batch if not all(r for r, _ in got[m])}
     assert not no_reason, f"dead letters without a reason: {no_reason}"
+    assert not unfinished, unfinished
     for g in good:
-        assert phase(finals[g.name]) == "Completed", (g.name, finals[g.name].get("status"))
         assert ran[g.uid] == Counter(a=1, b=1, c=1)
 
 
@@ -408,9 +436,11 @@ async def test_invalid_specs_end_failed_while_good_sagas_finish(
         names = {f"cycle-{i}" for i in range(len(cycles))} | {g.name for g in good}
         finals = await watch_until(api_client, namespace, names, is_final)
         assert operator.is_alive(), "the operator thread died"
+        unfinished = await not_completed(store, namespace, finals, {g.name for g in good})
 
     stuck = {n: phase(finals.get(n, {})) for n in names if not is_final(finals.get(n, {}))}
     assert not stuck, f"not final after {WAIT_S}s: {stuck}"
+    assert not unfinished, unfinished
     for i in range(len(cycles)):
         status = finals[f"cycle-{i}"]["status"]
         assert (status["phase"], status.get("reason")) == ("Failed", "InvalidSpec"), status

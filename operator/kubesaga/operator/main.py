@@ -14,6 +14,7 @@ from kubesaga.health import Health, serve
 from kubesaga.operator.cache import SagaCache
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.handlers import build_registry
+from kubesaga.operator.kopf_tasks import NotKopf
 from kubesaga.operator.metrics import Metrics, metrics_route
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.operator.probes import operator_health
@@ -87,7 +88,7 @@ async def run_operator(
         )
         if signals is not None:
             signals()
-        await kopf.run_tasks(tasks, ignored=existing)
+        await kopf.run_tasks(tasks, ignored=NotKopf(existing))
     finally:
         if "announce" in locals():
             announce.cancel()
