@@ -113,6 +113,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
                 _pair(e["probe_step_to_step"]),
             ),
             ("e2e", "status writes / step", e["writes_per_step"]),
+            ("e2e", "apiserver writes / step (status + Events)", e["api_writes_per_step"]),
             ("e2e", "409 conflicts", e["conflicts_409"]),
             ("e2e", "operator CPU s", e["operator_cpu_s"]),
             ("e2e", "operator peak RSS MB", e["operator_peak_rss_mb"]),

@@ -285,6 +285,7 @@ async def run(
     elapsed = max(ended - started, 1e-9)
     applied = delta("kubesaga_results_total", verdict="applied")
     writes = delta("kubesaga_status_writes_total")
+    events_posted = delta("kubesaga_events_posted_total")
     completion = []
     completion_server = []
     batch = {n: v for n, v in final.final.items() if n.startswith("e2e-")}
@@ -312,6 +313,10 @@ async def run(
         "steps_per_s": round(applied / elapsed, 1),
         "status_writes": writes,
         "writes_per_step": round(writes / applied, 3) if applied else math.nan,
+        "events_posted": events_posted,
+        "api_writes_per_step": round((writes + events_posted) / applied, 3)
+        if applied
+        else math.nan,
         "conflicts_409": delta("kubesaga_status_conflicts_total"),
         "commands_published": delta("kubesaga_commands_published_total"),
         "results": {

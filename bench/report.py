@@ -12,6 +12,8 @@ FINAL_KEYS = (
     "ceiling_writes_per_s",
     "ratio",
     "writes_per_step",
+    "api_writes_per_step",
+    "cpu_ms_per_step",
     "p50_ms",
     "p99_ms",
     "rss_mb",
@@ -95,11 +97,16 @@ def _fmt(value: float) -> str:
 
 
 def final_line(values: Mapping[str, float]) -> str:
-    """The last line: ``steps_per_s=… ceiling_writes_per_s=… ratio=… … rss_mb=…``."""
+    """The last line: ``steps_per_s=… ceiling_writes_per_s=… ratio=… … rss_mb=…``.
+
+    ``api_writes_per_step`` counts status writes and Events (both are apiserver writes);
+    ``cpu_ms_per_step`` is the CPU of every process of the run (apiserver, etcd, broker,
+    operator, workers) per recorded step.
+    """
     parts = []
     for key in FINAL_KEYS:
         value = float(values.get(key, math.nan))
-        if key == "ratio" or key == "writes_per_step":
+        if key in ("ratio", "writes_per_step", "api_writes_per_step"):
             text = "nan" if math.isnan(value) else f"{value:.2f}"
         else:
             text = _fmt(value)
@@ -118,11 +125,15 @@ def final_values(results: Mapping[str, Any]) -> dict[str, float]:
         steps_per_s / ceiling_rate if ceiling_rate and not math.isnan(ceiling_rate) else math.nan
     )
     s2s = e2e.get("step_to_step") or {}
+    per_process = (e2e.get("cpu_ms_per_step") or {}).values()
+    cpu_ms = math.fsum(float(v) for v in per_process) if per_process else math.nan
     return {
         "steps_per_s": steps_per_s,
         "ceiling_writes_per_s": ceiling_rate,
         "ratio": ratio,
         "writes_per_step": float(e2e.get("writes_per_step", math.nan)),
+        "api_writes_per_step": float(e2e.get("api_writes_per_step", math.nan)),
+        "cpu_ms_per_step": cpu_ms,
         "p50_ms": float(s2s.get("p50_ms", math.nan)),
         "p99_ms": float(s2s.get("p99_ms", math.nan)),
         "rss_mb": float(scale.get("operator_peak_rss_mb", math.nan)),

@@ -11,7 +11,7 @@ from bench.report import final_line, final_values, metric_sum, parse_prometheus,
 
 FINAL_LINE = re.compile(
     r"^steps_per_s=\S+ ceiling_writes_per_s=\S+ ratio=\S+ writes_per_step=\S+ "
-    r"p50_ms=\S+ p99_ms=\S+ rss_mb=\S+$"
+    r"api_writes_per_step=\S+ cpu_ms_per_step=\S+ p50_ms=\S+ p99_ms=\S+ rss_mb=\S+$"
 )
 
 
@@ -66,6 +66,8 @@ def test_final_line_format_and_ratio() -> None:
         "e2e": {
             "steps_per_s": 450.0,
             "writes_per_step": 1.3333,
+            "api_writes_per_step": 2.6667,
+            "cpu_ms_per_step": {"kube-apiserver": 6.4, "operator": 3.0, "etcd": 0.45},
             "step_to_step": {"p50_ms": 8.25, "p99_ms": 31.0},
         },
         "scale": {"operator_peak_rss_mb": 512.4},
@@ -76,11 +78,11 @@ def test_final_line_format_and_ratio() -> None:
     assert FINAL_LINE.match(line), line
     assert line == (
         "steps_per_s=450 ceiling_writes_per_s=900 ratio=0.50 writes_per_step=1.33 "
-        "p50_ms=8.25 p99_ms=31.0 rss_mb=512"
+        "api_writes_per_step=2.67 cpu_ms_per_step=9.85 p50_ms=8.25 p99_ms=31.0 rss_mb=512"
     )
 
 
 def test_final_line_says_nan_for_what_was_not_measured() -> None:
     line = final_line(final_values({}))
     assert FINAL_LINE.match(line), line
-    assert "ratio=nan" in line and "rss_mb=nan" in line
+    assert "ratio=nan" in line and "rss_mb=nan" in line and "cpu_ms_per_step=nan" in line

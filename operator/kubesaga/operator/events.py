@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kubernetes_asyncio import client
@@ -18,12 +19,23 @@ PHASE_REASONS = {"Started", "Compensating", "Completed", "Compensated", "Failed"
 
 
 class EventPoster:
-    """Queues Events and posts them from one task; drops them when the queue is full."""
+    """Queues Events and posts them from one task; drops them when the queue is full.
 
-    def __init__(self, api: client.ApiClient, mode: str, component: str = "kubesaga") -> None:
+    ``on_posted`` is called after each Event the apiserver created (the operator counts them:
+    an Event costs the apiserver as much as a status write, so the bench reports both).
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        mode: str,
+        component: str = "kubesaga",
+        on_posted: Callable[[], None] | None = None,
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.mode = mode
         self.component = component
+        self.on_posted = on_posted
         self.queue: asyncio.Queue[tuple[SagaObject, Transition]] = asyncio.Queue(maxsize=10_000)
         self.task: asyncio.Task[None] | None = None
 
@@ -56,6 +68,9 @@ class EventPoster:
                 await self._send(saga, transition)
             except Exception as error:  # an Event is best effort: never fail a saga for it
                 log.debug("posting event failed: %s", error)
+            else:
+                if self.on_posted is not None:
+                    self.on_posted()
 
     async def _send(self, saga: SagaObject, transition: Transition) -> None:
         now = datetime.now(UTC)

@@ -45,6 +45,7 @@ async def run_operator(
     try:
         cache = SagaCache()
         metrics = Metrics(cache.phases)
+        events.on_posted = metrics.events_posted.inc
         broker = await Broker.connect(
             BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,

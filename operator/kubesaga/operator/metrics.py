@@ -42,6 +42,11 @@ class Metrics:
         self.status_writes = Counter(
             "kubesaga_status_writes", "Saga status writes.", registry=self.registry
         )
+        self.events_posted = Counter(
+            "kubesaga_events_posted",
+            "Kubernetes Events created on Sagas (each an apiserver write, as a status write is).",
+            registry=self.registry,
+        )
         self.conflicts = Counter(
             "kubesaga_status_conflicts",
             "Status writes refused with 409 Conflict (re-read and re-decided).",
