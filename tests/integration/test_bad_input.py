@@ -382,6 +382,9 @@ async def test_malformed_messages_are_dead_lettered_and_good_sagas_finish(
 
     missing = [(q, m, body[:200]) for q, m, body in batch if m not in got]
     assert not missing, f"{len(missing)} of {len(batch)} bad messages not dead-lettered: {missing}"
+    ours = {m for _, m, _ in batch}
+    good_ones = {m: reasons for m, reasons in got.items() if m not in ours}
+    assert not good_ones, f"messages of good sagas were dead-lettered: {good_ones}"
     twice = {m: got[m] for _, m, _ in batch if len(got[m]) != 1}
     assert not twice, f"dead-lettered more than once: {twice}"
     no_reason = {m: got[m] for _, m, _ in batch if not all(r for r, _ in got[m])}
