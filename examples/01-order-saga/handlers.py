@@ -100,7 +100,7 @@ async def create_order(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("orders.delete")
 async def delete_order(ctx: StepContext) -> None:
-    order_id = (ctx.output or {}).get("order_id")
+    order_id = (ctx.step_output or {}).get("order_id")
     if shop.orders.pop(str(order_id), None) is not None:
         shop.note(ctx, f"order {order_id} deleted")
 
@@ -109,7 +109,7 @@ async def delete_order(ctx: StepContext) -> None:
 async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
     if (known := answered(ctx)) is not None:
         return known
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id, sku = str(order["order_id"]), str(order["sku"])
     qty = quantity(order["quantity"], "quantity")
     if order_id not in shop.reservations:
@@ -128,7 +128,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("inventory.release")
 async def release_inventory(ctx: StepContext) -> None:
-    order_id = str((ctx.output or {}).get("order_id"))
+    order_id = str((ctx.step_output or {}).get("order_id"))
     reservation = shop.reservations.pop(order_id, None)
     if reservation is not None:
         shop.stock[reservation["sku"]] += reservation["quantity"]
@@ -139,7 +139,7 @@ async def release_inventory(ctx: StepContext) -> None:
 async def charge_payment(ctx: StepContext) -> dict[str, Any]:
     if (known := answered(ctx)) is not None:
         return known
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id = str(order["order_id"])
     amount = money(order["total"], "total")
     currency = str(ctx.context.get("currency", "EUR"))
@@ -154,7 +154,7 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("payment.refund")
 async def refund_payment(ctx: StepContext) -> None:
-    order_id = str((ctx.output or {}).get("order_id"))
+    order_id = str((ctx.step_output or {}).get("order_id"))
     payment = shop.payments.pop(order_id, None)
     if payment is not None:
         shop.note(ctx, f"refunded {payment['amount']} {payment['currency']} for {order_id}")

@@ -5,8 +5,8 @@ Run the handlers with ``kubesaga worker handlers:worker --app-dir examples/02-co
 ``payment.charge`` raises ``PermanentError(type="PaymentDeclined")`` when the order total is over
 the card's limit (``card_limit`` in the step's input). Retrying cannot help, so the operator
 compensates the steps that succeeded, newest first: ``inventory.release`` and then
-``orders.delete``. Each compensation gets its own step's output (``ctx.output``) to know what to
-undo, and is idempotent: undoing something already undone changes nothing.
+``orders.delete``. Each compensation gets its own step's output (``ctx.step_output``) to know
+what to undo, and is idempotent: undoing something already undone changes nothing.
 
 The actions are prefixed ``ex02.`` because queues are per action: the demo runs every example's
 worker at once, and example 01's working ``payment.charge`` must not take these commands.
@@ -87,7 +87,7 @@ async def create_order(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex02.orders.delete")
 async def delete_order(ctx: StepContext) -> None:
-    order_id = str((ctx.output or {}).get("order_id"))
+    order_id = str((ctx.step_output or {}).get("order_id"))
     if shop.orders.pop(order_id, None) is not None:
         shop.note(ctx, f"order {order_id} deleted")
 
@@ -96,7 +96,7 @@ async def delete_order(ctx: StepContext) -> None:
 async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
     if (known := shop.answers.get(ctx.dispatch_id)) is not None:
         return known
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id, sku = str(order["order_id"]), str(order["sku"])
     qty = quantity(order["quantity"], "quantity")
     if order_id not in shop.reservations:
@@ -110,7 +110,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex02.inventory.release")
 async def release_inventory(ctx: StepContext) -> None:
-    order_id = str((ctx.output or {}).get("order_id"))
+    order_id = str((ctx.step_output or {}).get("order_id"))
     reservation = shop.reservations.pop(order_id, None)
     if reservation is not None:
         shop.stock[reservation["sku"]] += reservation["quantity"]
@@ -121,7 +121,7 @@ async def release_inventory(ctx: StepContext) -> None:
 async def charge_payment(ctx: StepContext) -> dict[str, Any]:
     if (known := shop.answers.get(ctx.dispatch_id)) is not None:
         return known
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id = str(order["order_id"])
     amount = money(order["total"], "total")
     limit = money(ctx.input.get("card_limit", 1000), "card_limit")
@@ -139,7 +139,7 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex02.payment.refund")
 async def refund_payment(ctx: StepContext) -> None:
-    order_id = str((ctx.output or {}).get("order_id"))
+    order_id = str((ctx.step_output or {}).get("order_id"))
     payment = shop.payments.pop(order_id, None)
     if payment is not None:
         shop.note(ctx, f"refunded {payment['amount']} {payment['currency']} for {order_id}")

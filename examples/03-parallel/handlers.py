@@ -8,8 +8,8 @@ default) runs them at the same time: the saga takes about as long as its slowest
 the sum of them. Each handler waits ``latency_seconds`` (from its input) to stand in for a call to
 a remote service, and records when it ran in ``shop.journal``.
 
-Handlers read only the outputs of the steps they depend on (``ctx.outputs``), which are the
-ancestors in the DAG: ``book_shipment`` sees the order, the payment and the quote.
+Handlers read only the outputs of the steps they depend on (``ctx.dependency_outputs``), which
+are the ancestors in the DAG: ``book_shipment`` sees the order, the payment and the quote.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ async def create_order(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex03.orders.delete")
 async def delete_order(ctx: StepContext) -> None:
-    shop.orders.pop(str((ctx.output or {}).get("order_id")), None)
+    shop.orders.pop(str((ctx.step_output or {}).get("order_id")), None)
 
 
 @worker.step("ex03.inventory.reserve")
@@ -116,7 +116,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
         return known
     began = time.monotonic()
     await remote_call(ctx)
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id, sku, qty = str(order["order_id"]), str(order["sku"]), int(order["quantity"])
     if order_id not in shop.reservations:
         if shop.stock.get(sku, 0) < qty:
@@ -128,7 +128,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex03.inventory.release")
 async def release_inventory(ctx: StepContext) -> None:
-    reservation = shop.reservations.pop(str((ctx.output or {}).get("order_id")), None)
+    reservation = shop.reservations.pop(str((ctx.step_output or {}).get("order_id")), None)
     if reservation is not None:
         shop.stock[reservation["sku"]] += reservation["quantity"]
 
@@ -139,7 +139,7 @@ async def check_fraud(ctx: StepContext) -> dict[str, Any]:
         return known
     began = time.monotonic()
     await remote_call(ctx)
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     # A deterministic "model": the score depends only on the customer and the amount.
     digest = hashlib.sha256(f"{ctx.context.get('customer')}:{order['total']}".encode()).digest()
     score = round(digest[0] / 255 * 0.5, 3)  # 0 .. 0.5: this shop's customers are honest
@@ -154,7 +154,7 @@ async def quote_shipping(ctx: StepContext) -> dict[str, Any]:
         return known
     began = time.monotonic()
     await remote_call(ctx)
-    weight = number(ctx.outputs["create_order"]["weight_kg"], "weight_kg")
+    weight = number(ctx.dependency_outputs["create_order"]["weight_kg"], "weight_kg")
     price = (Decimal("4.95") + Decimal("0.35") * Decimal(str(weight))).quantize(CENT)
     carrier = str(ctx.input.get("carrier", "post"))
     return once(ctx, began, {"carrier": carrier, "price": float(price), "days": 2})
@@ -165,7 +165,7 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
     if (known := shop.answers.get(ctx.dispatch_id)) is not None:
         return known
     began = time.monotonic()
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id = str(order["order_id"])
     amount = shop.payments.setdefault(order_id, money(order["total"], "total"))
     output = {"payment_id": f"pay-{order_id}", "order_id": order_id, "amount": float(amount)}
@@ -174,7 +174,7 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex03.payment.refund")
 async def refund_payment(ctx: StepContext) -> None:
-    shop.payments.pop(str((ctx.output or {}).get("order_id")), None)
+    shop.payments.pop(str((ctx.step_output or {}).get("order_id")), None)
 
 
 @worker.step("ex03.shipping.book")
@@ -182,13 +182,13 @@ async def book_shipment(ctx: StepContext) -> dict[str, Any]:
     if (known := shop.answers.get(ctx.dispatch_id)) is not None:
         return known
     began = time.monotonic()
-    order_id = str(ctx.outputs["create_order"]["order_id"])
-    quote = ctx.outputs["quote_shipping"]
+    order_id = str(ctx.dependency_outputs["create_order"]["order_id"])
+    quote = ctx.dependency_outputs["quote_shipping"]
     tracking = shop.shipments.setdefault(order_id, f"{quote['carrier'].upper()}-{order_id[4:]}")
-    paid = ctx.outputs["charge_payment"]["amount"]
+    paid = ctx.dependency_outputs["charge_payment"]["amount"]
     return once(ctx, began, {"tracking": tracking, "order_id": order_id, "paid": paid})
 
 
 @worker.compensation("ex03.shipping.cancel")
 async def cancel_shipment(ctx: StepContext) -> None:
-    shop.shipments.pop(str((ctx.output or {}).get("order_id")), None)
+    shop.shipments.pop(str((ctx.step_output or {}).get("order_id")), None)

@@ -92,7 +92,7 @@ async def create_order(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex04.orders.delete")
 async def delete_order(ctx: StepContext) -> None:
-    shop.orders.pop(str((ctx.output or {}).get("order_id")), None)
+    shop.orders.pop(str((ctx.step_output or {}).get("order_id")), None)
 
 
 @worker.step("ex04.inventory.reserve")
@@ -105,7 +105,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
             f"warehouse {ctx.input.get('warehouse')} answered 503 Service Unavailable",
             type="WarehouseUnavailable",
         )
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id, sku, qty = str(order["order_id"]), str(order["sku"]), whole(order["quantity"], "q")
     if order_id not in shop.reservations:
         if shop.stock.get(sku, 0) < qty:
@@ -119,7 +119,7 @@ async def reserve_inventory(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex04.inventory.release")
 async def release_inventory(ctx: StepContext) -> None:
-    reservation = shop.reservations.pop(str((ctx.output or {}).get("order_id")), None)
+    reservation = shop.reservations.pop(str((ctx.step_output or {}).get("order_id")), None)
     if reservation is not None:
         shop.stock[reservation["sku"]] += reservation["quantity"]
 
@@ -134,7 +134,7 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
         except asyncio.CancelledError:
             shop.note(ctx, "hung")  # the worker cancelled us at the attempt's deadline
             raise
-    order = ctx.outputs["create_order"]
+    order = ctx.dependency_outputs["create_order"]
     order_id = str(order["order_id"])
     amount = shop.payments.setdefault(order_id, Decimal(str(number(order["total"], "total"))))
     shop.note(ctx, "ok")
@@ -144,4 +144,4 @@ async def charge_payment(ctx: StepContext) -> dict[str, Any]:
 
 @worker.compensation("ex04.payment.refund")
 async def refund_payment(ctx: StepContext) -> None:
-    shop.payments.pop(str((ctx.output or {}).get("order_id")), None)
+    shop.payments.pop(str((ctx.step_output or {}).get("order_id")), None)

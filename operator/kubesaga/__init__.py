@@ -3,21 +3,47 @@
 The public API is what ``__all__`` lists: the worker SDK (``Worker``, ``StepContext`` and the
 error types), the client (``SagaClient``, ``Saga``) and the resource models. Everything else is
 internal and may change.
+
+Names are imported on first use (PEP 562), so ``import kubesaga.worker`` in a worker pod does
+not pay for the Kubernetes client that only ``SagaClient`` needs (about half a second).
 """
 
-from kubesaga.client import Saga, SagaClient
-from kubesaga.errors import PermanentError, RetryableError, SagaError
-from kubesaga.models import (
-    RetryPolicy,
-    SagaPhase,
-    SagaSpec,
-    SagaStatus,
-    StepPhase,
-    StepSpec,
-)
-from kubesaga.worker import StepContext, Worker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubesaga.client import Saga, SagaClient
+    from kubesaga.errors import PermanentError, RetryableError, SagaError
+    from kubesaga.models import (
+        RetryPolicy,
+        SagaPhase,
+        SagaSpec,
+        SagaStatus,
+        StepPhase,
+        StepSpec,
+    )
+    from kubesaga.worker import StepContext, Worker
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "PermanentError": "kubesaga.errors",
+    "RetryPolicy": "kubesaga.models",
+    "RetryableError": "kubesaga.errors",
+    "Saga": "kubesaga.client",
+    "SagaClient": "kubesaga.client",
+    "SagaError": "kubesaga.errors",
+    "SagaPhase": "kubesaga.models",
+    "SagaSpec": "kubesaga.models",
+    "SagaStatus": "kubesaga.models",
+    "StepContext": "kubesaga.worker",
+    "StepPhase": "kubesaga.models",
+    "StepSpec": "kubesaga.models",
+    "Worker": "kubesaga.worker",
+}
+"""Public name -> the module that defines it, imported when the name is first used."""
 
 __all__ = [
     "PermanentError",
@@ -35,3 +61,16 @@ __all__ = [
     "Worker",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kubesaga' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -1,55 +1,111 @@
 """One typed settings object read from the environment (``KUBESAGA_*``).
 
-The Helm chart maps its values one to one onto these variables.
+Every setting of the operator and the workers is a field here, once: its name, type, bounds,
+default and docstring. Everything else is derived from it: the command-line flags
+(``kubesaga.cli.options``), the Helm chart's values and their ``values.schema.json``
+(``kubesaga.schema.values``) and the table in docs/settings.md; tests fail when a copy drifts.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "KUBESAGA_"
+
+OPERATOR = "operator"
+WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Use:
+    """Who reads a setting, and the command-line flags that override it for one run.
+
+    Kept on the field (``Annotated`` metadata) so the CLI and the docs table cannot disagree with
+    the model about which process a setting is for.
+    """
+
+    by: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+
+
+BOTH = Use((OPERATOR, WORKER))
 
 
 class Settings(BaseSettings):
-    """Configuration of the operator, the workers and the client."""
+    """Configuration of the operator and the workers."""
 
-    model_config = SettingsConfigDict(env_prefix="KUBESAGA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", use_attribute_docstrings=True
+    )
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # ------------------------------------------------------------------ broker (both sides)
+    amqp_url: Annotated[str, BOTH] = "amqp://guest:guest@127.0.0.1:5672/"
     """RabbitMQ URL; amqps:// with amqp_ca_file for TLS."""
-    amqp_ca_file: str | None = None
+    amqp_ca_file: Annotated[str | None, BOTH] = None
     """CA bundle that signs the broker's certificate (amqps://)."""
-    quorum_queues: bool = False
-    """Declare action queues as quorum queues (replicated, for HA brokers); see docs/protocol.md."""
-    results_queue: str = "kubesaga.results"
+    quorum_queues: Annotated[bool, BOTH] = False
+    """Declare action queues as quorum queues (replicated, for HA brokers); results and
+    dead-letter queues stay classic (docs/protocol.md)."""
+    results_queue: Annotated[str, BOTH] = "kubesaga.results"
     """Queue the workers publish results to and the operator consumes (one per installation)."""
-    dead_letter_queue: str = "kubesaga.dead-letter"
+    dead_letter_queue: Annotated[str, BOTH] = "kubesaga.dead-letter"
     """Where malformed, unknown and stale messages are kept, with the reason."""
-    prefetch: int = Field(default=64, ge=1, le=10_000)
-    """Results the operator works on at once."""
-    kubeconfig: str | None = Field(
+
+    # ------------------------------------------------------------------------------ operator
+    operator_prefetch: Annotated[int, Use((OPERATOR,))] = Field(default=64, ge=1, le=10_000)
+    """Results the operator takes from the results queue and works on at once (its AMQP
+    prefetch). Not the workers' worker_concurrency."""
+    kubeconfig: Annotated[str | None, Use((OPERATOR,))] = Field(
         default=None, validation_alias=AliasChoices("KUBESAGA_KUBECONFIG", "KUBECONFIG")
     )
     """Kubeconfig file (KUBESAGA_KUBECONFIG, else KUBECONFIG); unset means in-cluster, else
-    ~/.kube/config. The operator's watch and writes both use it (store.load_configuration)."""
-    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Namespaces to watch, comma separated; empty means all (cluster-wide)."""
-    metrics_port: int = Field(default=8080, ge=0, le=65535)
-    """Operator: port of /metrics and the probes (/livez, /readyz); 0 disables the server."""
-    metrics_host: str = "0.0.0.0"
-    """Address the HTTP server binds (the operator's metrics and probes, a worker's probes)."""
-    health_port: int = Field(default=0, ge=0, le=65535)
-    """Worker: port of its probes (/livez, /readyz); 0 (the default, for local runs) disables."""
-    pod_name: str | None = None
+    ~/.kube/config. The operator's watch and writes both use it."""
+    namespaces: Annotated[list[str], NoDecode, Use((OPERATOR,), ("--namespace", "-n"))] = Field(
+        default_factory=list
+    )
+    """Namespaces whose Sagas the operator serves, comma separated; empty means all."""
+    metrics_port: Annotated[int, Use((OPERATOR,), ("--metrics-port",))] = Field(
+        default=8080, ge=0, le=65535
+    )
+    """Port of the operator's /metrics and probes (/livez, /readyz); 0 disables the server."""
+    pod_name: Annotated[str | None, Use((OPERATOR,))] = None
     """Name of this pod (the chart sets it from the downward API): the operator's identity
     towards kopf. Unset means the host name."""
-    events: Literal["all", "phases", "none"] = "all"
-    """Kubernetes Events to post: every transition, saga phase changes and warnings, or none."""
-    redeliver_after_seconds: float = Field(default=300.0, gt=0)
-    """Re-publish a command still unanswered after this long (same dispatch id)."""
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    events: Annotated[Literal["all", "phases", "none"], Use((OPERATOR,))] = "all"
+    """Kubernetes Events to post on Sagas: every transition, saga phase changes and warnings
+    (phases), or none."""
+    redeliver_after_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=300.0, gt=0)
+    """Re-publish a command still unanswered after this many seconds (same dispatch id)."""
+    operator_grace_seconds: Annotated[float, Use((OPERATOR,), ("--grace",))] = Field(
+        default=20.0, ge=0
+    )
+    """Seconds from SIGTERM to the operator's forced exit (keep it below the pod's
+    terminationGracePeriodSeconds); a second signal exits at once."""
+
+    # -------------------------------------------------------------------------------- worker
+    worker_concurrency: Annotated[int, Use((WORKER,), ("--concurrency",))] = Field(
+        default=16, ge=1, le=10_000
+    )
+    """Commands a worker process runs at once; also its AMQP prefetch. Keep it above 1:
+    parallel steps sharing an action wait for each other otherwise."""
+    worker_grace_seconds: Annotated[float, Use((WORKER,), ("--grace",))] = Field(default=30.0, ge=0)
+    """Seconds a worker's running handlers get to finish after SIGTERM; the commands of those
+    still running then go back to their queues."""
+    health_port: Annotated[int, Use((WORKER,))] = Field(default=0, ge=0, le=65535)
+    """Port of a worker's probes (/livez, /readyz); 0 (the default, for local runs) disables."""
+
+    # ------------------------------------------------------------------------- both processes
+    metrics_host: Annotated[str, BOTH] = "0.0.0.0"
+    """Address the HTTP server binds (the operator's metrics and probes, a worker's probes)."""
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BOTH] = "INFO"
+    """Lowest level logged."""
+    log_format: Annotated[Literal["text", "json"], BOTH] = "text"
+    """text for people, json (one object per line) for log collectors."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -62,9 +118,34 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        """``info`` worked before the level became an enum; keep accepting any case."""
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting, e.g. ``KUBESAGA_WORKER_CONCURRENCY``."""
+    return ENV_PREFIX + field.upper()
+
+
+def use_of(field: FieldInfo) -> Use:
+    """The ``Use`` marker of a settings field (every field has one; a test checks)."""
+    for item in field.metadata:
+        if isinstance(item, Use):
+            return item
+    raise LookupError("settings field without a Use marker")
+
+
+def default_of(field: str) -> Any:
+    """A setting's default, for code that needs it without reading the environment (typed by
+    the field, hence ``Any`` here)."""
+    return Settings.model_fields[field].get_default(call_default_factory=True)

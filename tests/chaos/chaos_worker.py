@@ -67,7 +67,7 @@ async def do(ctx: StepContext) -> dict[str, Any]:
         _ledger("execute", "fail", ctx, started)
         raise RetryableError(f"{ctx.step_name} briefly unavailable")
     _ledger("execute", "end", ctx, started)
-    return {"step": ctx.step_name, "attempt": ctx.attempt, "seen": sorted(ctx.outputs)}
+    return {"step": ctx.step_name, "attempt": ctx.attempt, "seen": sorted(ctx.dependency_outputs)}
 
 
 @worker.compensation(f"{PREFIX}.undo")
@@ -78,7 +78,7 @@ async def undo(ctx: StepContext) -> None:
     if ctx.input.get("undo_flaky") and ctx.attempt == 1:
         _ledger("compensate", "fail", ctx, started)
         raise RetryableError(f"undo of {ctx.step_name} briefly unavailable")
-    if ctx.output is None or ctx.output.get("step") != ctx.step_name:
+    if ctx.step_output is None or ctx.step_output.get("step") != ctx.step_name:
         _ledger("compensate", "fail", ctx, started, why="no output of its own step")
         raise PermanentError(f"compensation of {ctx.step_name} did not get the step's output")
     _ledger("compensate", "end", ctx, started)

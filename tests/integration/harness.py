@@ -93,7 +93,7 @@ async def worker_task(
     """A worker as a task; stopped gracefully on exit."""
     stop = asyncio.Event()
     task = asyncio.create_task(
-        worker.run(broker_settings(settings), concurrency=concurrency, stop=stop, grace=5)
+        worker._serve(broker_settings(settings), concurrency=concurrency, grace=5, stop=stop)
     )
     try:
         yield task

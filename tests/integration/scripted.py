@@ -116,7 +116,11 @@ def scripted_worker(prefix: str) -> tuple[Worker, Ledger]:
         if fail == "retryable" or (fail == "retryable-once" and ctx.attempt == 1):
             raise RetryableError(f"{ctx.step_name} briefly unavailable")
         ledger.record("do", "end", ctx)
-        return {"step": ctx.step_name, "attempt": ctx.attempt, "seen": sorted(ctx.outputs)}
+        return {
+            "step": ctx.step_name,
+            "attempt": ctx.attempt,
+            "seen": sorted(ctx.dependency_outputs),
+        }
 
     @worker.compensation(f"{prefix}.undo")
     async def undo(ctx: StepContext) -> None:
@@ -126,7 +130,7 @@ def scripted_worker(prefix: str) -> tuple[Worker, Ledger]:
             raise PermanentError(f"cannot undo {ctx.step_name}")
         if fail == "retryable":
             raise RetryableError(f"undo of {ctx.step_name} unavailable")
-        assert ctx.output is not None or ctx.input.get("compensate_on_failure")
+        assert ctx.step_output is not None or ctx.input.get("compensate_on_failure")
         ledger.record("undo", "end", ctx)
 
     return worker, ledger

@@ -108,7 +108,7 @@ class Running:
     ) -> None:
         self.stop = stop or asyncio.Event()
         self.task = asyncio.create_task(
-            worker.run(settings, concurrency=4, stop=self.stop, grace=grace)
+            worker._serve(settings, concurrency=4, grace=grace, stop=self.stop)
         )
 
     async def shutdown(self) -> None:
@@ -151,7 +151,7 @@ def orders_worker(action: str) -> Worker:
 
     @worker.compensation(action + ".undo")
     def delete(ctx: StepContext) -> None:
-        assert ctx.output == {"order_id": "o-A-1"}
+        assert ctx.step_output == {"order_id": "o-A-1"}
 
     return worker
 

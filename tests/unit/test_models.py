@@ -69,7 +69,7 @@ def test_broker_settings_come_from_the_one_settings_object() -> None:
         amqp_url="amqps://u:p@broker:5671/v",
         amqp_ca_file="/etc/ca.pem",
         quorum_queues=True,
-        prefetch=7,
+        operator_prefetch=7,
         results_queue="r",
         dead_letter_queue="d",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,11 +14,19 @@ import typer
 from typer.testing import CliRunner
 
 from kubesaga.cli.worker_cmd import worker as worker_command
-from kubesaga.errors import PermanentError, RetryableError
-from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus
-from kubesaga.worker import StepContext, Worker
+from kubesaga.worker import (
+    CommandKind,
+    ErrorInfo,
+    PermanentError,
+    Result,
+    ResultStatus,
+    RetryableError,
+    Settings,
+    StepContext,
+    Worker,
+)
 from kubesaga.worker.loader import WorkerLoadError, load_worker
-from kubesaga.worker.testing import make_command, make_context, run_handler
+from kubesaga.worker.testing import make_context, run_handler
 
 
 def make_worker() -> Worker:
@@ -29,12 +38,12 @@ def make_worker() -> Worker:
 
     @worker.step("orders.price")
     def price(ctx: StepContext) -> dict[str, Any]:
-        total = ctx.outputs["create"]["qty"] * 2.5
+        total = ctx.dependency_outputs["create"]["qty"] * 2.5
         return {"total": total, "thread": threading.current_thread().name}
 
     @worker.compensation("orders.delete")
     async def delete(ctx: StepContext) -> None:
-        assert ctx.output == {"order_id": "o-1"}
+        assert ctx.step_output == {"order_id": "o-1"}
 
     @worker.step("orders.busy")
     async def busy(ctx: StepContext) -> dict[str, Any]:
@@ -86,7 +95,7 @@ async def test_async_step_output_becomes_the_succeeded_result() -> None:
 
 
 async def test_sync_step_runs_in_a_thread_and_sees_earlier_outputs() -> None:
-    result = await run_handler(WORKER, "orders.price", outputs={"create": {"qty": 4}})
+    result = await run_handler(WORKER, "orders.price", dependency_outputs={"create": {"qty": 4}})
     assert result.output is not None
     assert result.output["total"] == 10.0
     assert result.output["thread"] != threading.main_thread().name
@@ -98,7 +107,7 @@ async def test_step_returning_none_has_an_empty_output() -> None:
 
 
 async def test_compensation_sees_the_step_output_and_runs_as_compensate() -> None:
-    result = await run_handler(WORKER, "orders.delete", output={"order_id": "o-1"})
+    result = await run_handler(WORKER, "orders.delete", step_output={"order_id": "o-1"})
     assert (result.status, result.kind, result.output) == (
         ResultStatus.SUCCEEDED,
         CommandKind.COMPENSATE,
@@ -156,14 +165,24 @@ async def test_command_whose_deadline_already_passed_times_out_without_running()
 
 
 async def test_result_copies_the_commands_identity() -> None:
-    command = make_command("orders.create", input={"sku": "B"}, context={"customer": "c"})
-    result = await WORKER.execute(command)
-    assert isinstance(result, Result)
-    assert (result.dispatch_id, result.saga, result.step) == (
-        command.dispatch_id,
-        command.saga,
-        command.step,
+    result = await run_handler(
+        WORKER,
+        "orders.create",
+        input={"sku": "B"},
+        context={"customer": "c"},
+        attempt=2,
+        step="create",
+        saga_name="s9",
+        saga_namespace="shop",
     )
+    assert isinstance(result, Result)
+    assert (result.saga.namespace, result.saga.name, result.step, result.attempt) == (
+        "shop",
+        "s9",
+        "create",
+        2,
+    )
+    assert result.dispatch_id.startswith(f"{result.saga.uid}/create/execute/2/")
 
 
 async def test_run_handler_of_an_unregistered_action_says_what_is_registered() -> None:
@@ -239,3 +258,98 @@ def test_worker_command_exits_2_with_the_reason_for_a_bad_target() -> None:
     outcome = CliRunner().invoke(app, ["tests.unit.test_worker_kit:NOT_A_WORKER"])
     assert outcome.exit_code == 2
     assert "not a kubesaga Worker" in outcome.output
+
+
+# -------------------------------------------------- the old StepContext names, for one release
+
+
+def test_old_context_names_still_answer_but_warn() -> None:
+    ctx = make_context(dependency_outputs={"a": {"x": 1}}, step_output={"y": 2})
+    with pytest.warns(DeprecationWarning, match=r"StepContext\.outputs .*dependency_outputs"):
+        assert ctx.outputs == {"a": {"x": 1}}
+    with pytest.warns(DeprecationWarning, match=r"StepContext\.output .*step_output"):
+        assert ctx.output == {"y": 2}
+
+
+async def test_old_keywords_of_the_testing_kit_still_work_but_warn() -> None:
+    with pytest.warns(DeprecationWarning, match="outputs= is deprecated"):
+        result = await run_handler(WORKER, "orders.price", outputs={"create": {"qty": 4}})
+    assert result.output is not None and result.output["total"] == 10.0
+    with pytest.warns(DeprecationWarning, match="output= is deprecated"):
+        ctx = make_context(output={"y": 2})
+    assert ctx.step_output == {"y": 2}
+    with pytest.raises(TypeError, match="give step_output only"):
+        make_context(output={"y": 2}, step_output={"y": 3})
+
+
+def test_the_new_names_do_not_warn() -> None:
+    ctx = make_context(dependency_outputs={"a": {}}, step_output=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (ctx.dependency_outputs, ctx.step_output) == ({"a": {}}, None)
+
+
+# ------------------------------------------------------- settings of `kubesaga worker` and run()
+
+
+def captured_run(monkeypatch: pytest.MonkeyPatch) -> list[Settings | None]:
+    """Replace ``Worker.run`` by a recorder of the settings it is given."""
+    seen: list[Settings | None] = []
+
+    async def run(
+        self: Worker, settings: Settings | None = None, *, stop: asyncio.Event | None = None
+    ) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(Worker, "run", run)
+    return seen
+
+
+def test_worker_command_reads_the_settings_and_its_flags_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = captured_run(monkeypatch)
+    monkeypatch.setenv("KUBESAGA_WORKER_CONCURRENCY", "3")
+    monkeypatch.setenv("KUBESAGA_WORKER_GRACE_SECONDS", "7")
+    app = typer.Typer()
+    app.command()(worker_command)
+    target = "tests.unit.test_worker_kit:WORKER"
+    assert CliRunner().invoke(app, [target]).exit_code == 0
+    assert CliRunner().invoke(app, ["--concurrency", "5", "--grace", "1.5", target]).exit_code == 0
+    assert [(s.worker_concurrency, s.worker_grace_seconds) for s in seen if s] == [
+        (3, 7.0),
+        (5, 1.5),
+    ]
+
+
+def test_worker_command_refuses_a_bad_setting_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = captured_run(monkeypatch)
+    app = typer.Typer()
+    app.command()(worker_command)
+    outcome = CliRunner().invoke(app, ["--concurrency", "0", "tests.unit.test_worker_kit:WORKER"])
+    assert outcome.exit_code == 2 and seen == []
+    assert "KUBESAGA_WORKER_CONCURRENCY: Input should be greater than or equal to 1" in (
+        outcome.output
+    )
+
+
+async def test_run_without_settings_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Worker.run()`` needs no import beyond the Worker: the environment is the default."""
+    served: list[tuple[str, str, int, float]] = []
+
+    async def serve(
+        self: Worker, broker: Any, *, concurrency: int, grace: float, **_: object
+    ) -> None:
+        served.append((broker.url, broker.results_queue, concurrency, grace))
+
+    monkeypatch.setattr(Worker, "_serve", serve)
+    monkeypatch.setenv("KUBESAGA_AMQP_URL", "amqp://u:p@mq:5672/v")
+    monkeypatch.setenv("KUBESAGA_RESULTS_QUEUE", "r.x")
+    monkeypatch.setenv("KUBESAGA_WORKER_CONCURRENCY", "9")
+    monkeypatch.setenv("KUBESAGA_WORKER_GRACE_SECONDS", "2")
+    await WORKER.run()
+    assert served == [("amqp://u:p@mq:5672/v", "r.x", 9, 2.0)]

@@ -30,7 +30,7 @@ from kubesaga.broker.topology import (
     declare_queue,
 )
 from kubesaga.models import Command, Result
-from kubesaga.settings import Settings
+from kubesaga.settings import Settings, default_of
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class BrokerSettings:
     """Declare action queues (only those, as docs/protocol.md says) as quorum queues."""
     ca_file: str | None = None
     """CA bundle that verifies the broker's certificate, for ``amqps://`` URLs."""
-    prefetch: int = 64
-    """How many results the operator processes at once."""
+    prefetch: int = default_of("operator_prefetch")
+    """How many results the operator processes at once (``Settings.operator_prefetch``)."""
     requeue_delay: float = 1.0
     """Seconds a message waits before a requeue, so a failing message cannot spin."""
     publish_timeout: float = 30.0
@@ -63,7 +63,7 @@ class BrokerSettings:
             url=settings.amqp_url,
             quorum_queues=settings.quorum_queues,
             ca_file=settings.amqp_ca_file,
-            prefetch=settings.prefetch,
+            prefetch=settings.operator_prefetch,
             results_queue=settings.results_queue,
             dead_letter_queue=settings.dead_letter_queue,
         )

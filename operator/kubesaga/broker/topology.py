@@ -23,10 +23,13 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from kubesaga.models import limits
+from kubesaga.settings import default_of
 
 EXCHANGE = "kubesaga"
-RESULTS_QUEUE = "kubesaga.results"
-DEAD_LETTER_QUEUE = "kubesaga.dead-letter"
+RESULTS_QUEUE: str = default_of("results_queue")
+"""The default results queue; its one source is ``Settings.results_queue``."""
+DEAD_LETTER_QUEUE: str = default_of("dead_letter_queue")
+"""The default dead-letter queue; its one source is ``Settings.dead_letter_queue``."""
 ACTION_QUEUE_PREFIX = "kubesaga.action."
 
 COMMAND_TYPE = "kubesaga.command.v1"
@@ -35,7 +38,6 @@ HEADER_SAGA = "x-kubesaga-saga"
 HEADER_REASON = "x-kubesaga-reason"
 HEADER_SOURCE_QUEUE = "x-kubesaga-source-queue"
 
-_ACTION = re.compile(limits.ACTION_PATTERN)
 _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
 
 MismatchHook = Callable[[str, str], None]
@@ -47,12 +49,7 @@ MismatchReport = Callable[[str, str, str], None]
 
 def action_queue(action: str) -> str:
     """``kubesaga.action.<action>``; also the routing key. Rejects names unsafe for AMQP."""
-    if len(action) > limits.MAX_ACTION_LENGTH or not _ACTION.fullmatch(action):
-        raise ValueError(
-            f"invalid action name {action!r}: expected {limits.ACTION_PATTERN}, "
-            f"at most {limits.MAX_ACTION_LENGTH} characters"
-        )
-    return ACTION_QUEUE_PREFIX + action
+    return ACTION_QUEUE_PREFIX + limits.check_action(action)
 
 
 def queue_arguments(*, quorum: bool) -> dict[str, Any]:

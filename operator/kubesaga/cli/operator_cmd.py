@@ -7,40 +7,31 @@ from typing import Annotated
 
 import typer
 
+from kubesaga.cli.options import load_settings, setting_option
+
 
 def operator(
-    namespace: Annotated[
-        list[str] | None,
-        typer.Option("--namespace", "-n", help="Namespace to watch (repeatable); default all."),
-    ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Port of /metrics, /livez and /readyz (0 disables).")
-    ] = None,
-    grace: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds from SIGTERM to a forced exit (keep it below the pod's "
-            "terminationGracePeriodSeconds); a second signal exits at once.",
-        ),
-    ] = 20.0,
+    namespace: Annotated[list[str] | None, setting_option("namespaces")] = None,
+    metrics_port: Annotated[int | None, setting_option("metrics_port")] = None,
+    grace: Annotated[float | None, setting_option("operator_grace_seconds")] = None,
 ) -> None:
-    """Run the operator (configuration from KUBESAGA_* variables and KUBECONFIG)."""
+    """Run the operator (settings from KUBESAGA_* variables, docs/settings.md; the flags
+    override them)."""
     from kubesaga.cli.logs import setup_logging
     from kubesaga.cli.signals import Shutdown
     from kubesaga.operator import run_operator
-    from kubesaga.settings import Settings
 
-    settings = Settings()
-    if namespace:
-        settings.namespaces = list(namespace)
-    if metrics_port is not None:
-        settings.metrics_port = metrics_port
+    settings = load_settings(
+        "operator",
+        namespaces=namespace or None,
+        metrics_port=metrics_port,
+        operator_grace_seconds=grace,
+    )
     setup_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()
-        shutdown = Shutdown(stop, grace, "operator")
+        shutdown = Shutdown(stop, settings.operator_grace_seconds, "operator")
         shutdown.install()
         await run_operator(settings, stop=stop, signals=shutdown.install)
 

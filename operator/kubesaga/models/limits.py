@@ -4,6 +4,8 @@ Worst case with these figures: spec <= 128 KiB, outputs 50 x 8 KiB = 400 KiB, er
 bookkeeping about 3 KiB a step = 150 KiB; under 700 KiB in all.
 """
 
+import re
+
 MAX_STEPS = 50
 MAX_NAME_LENGTH = 63
 MAX_ACTION_LENGTH = 200
@@ -20,3 +22,17 @@ STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 
 ACTION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 """Action names become queue names (``kubesaga.action.<action>``): keep them AMQP-safe."""
+
+
+def check_action(action: str) -> str:
+    """``action`` if it is a valid action name, else ``ValueError`` saying what is allowed.
+
+    Here rather than in the broker adapter so that registering a handler checks the name
+    without importing the AMQP client.
+    """
+    if len(action) > MAX_ACTION_LENGTH or not re.fullmatch(ACTION_PATTERN, action):
+        raise ValueError(
+            f"invalid action name {action!r}: expected {ACTION_PATTERN}, "
+            f"at most {MAX_ACTION_LENGTH} characters"
+        )
+    return action

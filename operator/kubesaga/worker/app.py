@@ -6,20 +6,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from kubesaga.broker import Broker, BrokerSettings, action_queue
-from kubesaga.health import Health
-from kubesaga.models import Command, CommandKind, Result
+from kubesaga.models import Command, CommandKind, Result, limits
+from kubesaga.settings import Settings
 from kubesaga.worker.execute import Handler, Registration, execute
-from kubesaga.worker.runner import CommandRunner
+
+if TYPE_CHECKING:
+    from kubesaga.broker import BrokerSettings
+    from kubesaga.health import Health
 
 log = logging.getLogger("kubesaga.worker")
 
 H = TypeVar("H", bound=Handler)
-
-DEFAULT_CONCURRENCY = 16
-DEFAULT_GRACE_SECONDS = 30.0
 
 
 class Worker:
@@ -50,7 +49,7 @@ class Worker:
         """Registered action and compensation names, in registration order."""
         return list(self._registrations)
 
-    def registration(self, action: str) -> Registration | None:
+    def _registration(self, action: str) -> Registration | None:
         return self._registrations.get(action)
 
     def step(self, action: str) -> Callable[[H], H]:
@@ -62,7 +61,7 @@ class Worker:
         return self._register(action, CommandKind.COMPENSATE)
 
     def _register(self, action: str, kind: CommandKind) -> Callable[[H], H]:
-        action_queue(action)  # raises ValueError on a name RabbitMQ or the CRD would refuse
+        limits.check_action(action)  # a name RabbitMQ or the CRD would refuse: ValueError now
 
         def decorate(handler: H) -> H:
             if not callable(handler):
@@ -78,8 +77,8 @@ class Worker:
 
         return decorate
 
-    async def execute(self, command: Command) -> Result:
-        """Run the command's handler here, without a broker, and return its ``Result``."""
+    async def _execute(self, command: Command) -> Result:
+        """Run the command's handler here, without a broker (``kubesaga.worker.testing``)."""
         registration = self._registrations.get(command.action)
         if registration is None:
             raise LookupError(
@@ -89,28 +88,62 @@ class Worker:
         return await execute(registration, command, worker=self.name)
 
     async def run(
-        self,
-        settings: BrokerSettings,
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        stop: asyncio.Event | None = None,
-        grace: float = DEFAULT_GRACE_SECONDS,
-        health: Health | None = None,
+        self, settings: Settings | None = None, *, stop: asyncio.Event | None = None
     ) -> None:
         """Serve commands until ``stop`` is set (or forever), then shut down gracefully.
 
-        Declares every registered action's queue and processes up to ``concurrency`` commands at
-        once. Each result is published (and confirmed) before its command is acked. On stop,
-        consuming ends, running handlers get ``grace`` seconds to finish, and the commands of
-        those still running go back to their queues. Cancelling ``run`` does the same without
-        the grace period. With ``health``, readiness also requires the broker connection and
-        the consumers to be up (``kubesaga worker`` serves it to the kubelet's probes).
+        ``settings`` default to the environment (``KUBESAGA_*``), exactly as ``kubesaga worker``
+        reads them, so a worker started from your own ``main()`` behaves like the one the chart
+        runs: the broker (``amqp_url``, queues), ``worker_concurrency`` commands at once,
+        ``worker_grace_seconds`` for running handlers on stop, and /livez and /readyz on
+        ``health_port`` when it is set.
+
+        Declares every registered action's queue. Each result is published (and confirmed)
+        before its command is acked. On stop, consuming ends, running handlers get the grace
+        period to finish, and the commands of those still running go back to their queues.
+        Cancelling ``run`` does the same without the grace period. Signals are the caller's
+        business (``kubesaga worker`` sets ``stop`` on SIGTERM).
         """
+        from kubesaga.broker import BrokerSettings
+        from kubesaga.health import Health, serve
+
+        settings = Settings() if settings is None else settings
+        health = Health()
+        health.start()
+        server = None
+        try:
+            if settings.health_port:
+                server = await serve(health, settings.metrics_host, settings.health_port)
+            await self._serve(
+                BrokerSettings.from_settings(settings),
+                concurrency=settings.worker_concurrency,
+                grace=settings.worker_grace_seconds,
+                stop=stop,
+                health=health,
+            )
+        finally:
+            if server is not None:
+                await server.cleanup()
+            await health.close()
+
+    async def _serve(
+        self,
+        broker_settings: BrokerSettings,
+        *,
+        concurrency: int,
+        grace: float,
+        stop: asyncio.Event | None = None,
+        health: Health | None = None,
+    ) -> None:
+        """``run`` on broker settings of the caller's (tests tune requeue delays with them)."""
+        from kubesaga.broker import Broker
+        from kubesaga.worker.runner import CommandRunner
+
         if not self._registrations:
             raise RuntimeError(f"worker {self.name!r} has no handlers registered")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        broker = await Broker.connect(settings)
+        broker = await Broker.connect(broker_settings)
         executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"kubesaga-{self.name}")
         consuming = False
         if health is not None:
