@@ -9,6 +9,7 @@ more; every value is commented and maps onto ``kubesaga.settings.Settings``.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shutil
 import tarfile
@@ -23,7 +24,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
-from kubesaga.settings import Settings
+from kubesaga.settings import WORKER, Settings, env_name, use_of
 from kubesaga.store.watching import watch_until
 from tests.integration.chart import (
     CHART,
@@ -446,6 +447,7 @@ OVERRIDES = {
     "amqp.deadLetterQueue": "dead.x",
     "operator.namespaces": "{shop,billing}",
     "operator.prefetch": "7",
+    "operator.graceSeconds": "12",
     "operator.events": "phases",
     "operator.redeliverAfterSeconds": "45",
     "metrics.port": "9090",
@@ -462,8 +464,11 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
     env = env_of(container)
     fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
-    # in-cluster configuration; the health port is the workers' (the operator's is metrics.port)
-    assert set(env) == fields - {"KUBESAGA_KUBECONFIG", "KUBESAGA_HEALTH_PORT"}
+    # in-cluster configuration; the health port, concurrency and grace of workers are theirs
+    worker_only = {
+        env_name(n) for n, f in Settings.model_fields.items() if use_of(f).by == (WORKER,)
+    }
+    assert set(env) == fields - {"KUBESAGA_KUBECONFIG"} - worker_only
     assert env["KUBESAGA_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
     secret = one(docs, "Secret")
@@ -486,10 +491,14 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
         "dead.x",
     )
     assert settings.namespaces == ["shop", "billing"]
-    assert (settings.prefetch, settings.events, settings.redeliver_after_seconds) == (
+    assert (settings.operator_prefetch, settings.events, settings.redeliver_after_seconds) == (
         7,
         "phases",
         45,
+    )
+    assert settings.operator_grace_seconds == 12
+    assert (
+        one(docs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 22
     )
     assert (settings.metrics_port, settings.metrics_host) == (9090, "127.0.0.1")
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
@@ -515,6 +524,7 @@ def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() ->
     }
     assert {worker["appDir"] for worker in declared} == examples
     fields = {f"KUBESAGA_{name.upper()}" for name in Settings.model_fields}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
     for worker in declared:
         deployment = one(docs, "Deployment", f"kubesaga-worker-{worker['name']}")
         pod = deployment["spec"]["template"]["spec"]
@@ -522,19 +532,111 @@ def test_workers_run_their_module_with_the_broker_settings_and_no_api_token() ->
         assert pod["automountServiceAccountToken"] is False
         (container,) = pod["containers"]
         assert container["image"] == "kubesaga-examples:0.1.0"  # workerDefaults.image
-        assert container["args"] == [
-            "worker",
-            f"--app-dir={worker['appDir']}",
-            f"--concurrency={worker.get('concurrency', 16)}",
-            f"--grace={worker.get('graceSeconds', 30)}",
-            worker["module"],
-        ]
+        assert container["args"] == ["worker", f"--app-dir={worker['appDir']}", worker["module"]]
         assert (REPO_ROOT / worker["appDir"].removeprefix("/app/") / "handlers.py").is_file()
         env = env_of(container)
         assert {name for name in env if name.startswith("KUBESAGA_")} <= fields
         assert {"KUBESAGA_AMQP_URL", "KUBESAGA_RESULTS_QUEUE"} <= env.keys()
         for item in worker.get("env", []):
             assert env[item["name"]] == item
+        # the settings the worker process reads, with the chart's fallbacks to workerDefaults
+        concurrency = worker.get("concurrency", defaults["workerDefaults"]["concurrency"])
+        grace = worker.get("graceSeconds", defaults["workerDefaults"]["graceSeconds"])
+        read = Settings(
+            **{
+                "worker_concurrency": env["KUBESAGA_WORKER_CONCURRENCY"]["value"],
+                "worker_grace_seconds": env["KUBESAGA_WORKER_GRACE_SECONDS"]["value"],
+                "health_port": env["KUBESAGA_HEALTH_PORT"]["value"],
+            }
+        )
+        assert (read.worker_concurrency, read.worker_grace_seconds) == (concurrency, grace)
+        assert read.health_port == defaults["workerDefaults"]["healthPort"]
+        assert pod["terminationGracePeriodSeconds"] == math.ceil(grace) + 15
+
+
+def test_a_worker_may_have_no_grace_period_at_all() -> None:
+    """0 is a valid grace period, not "unset" (Helm's ``default`` would take it for unset)."""
+    docs = render(
+        "kubesaga",
+        *("--set", "workers[0].name=w", "--set", "workers[0].module=m:w"),
+        *("--set", "workers[0].graceSeconds=0"),
+    )
+    pod = one(docs, "Deployment", "kubesaga-worker-w")["spec"]["template"]["spec"]
+    assert env_of(pod["containers"][0])["KUBESAGA_WORKER_GRACE_SECONDS"]["value"] == "0"
+    assert pod["terminationGracePeriodSeconds"] == 15
+
+
+# ----------------------------------------------------------------------- values.schema.json
+
+MISSPELT = [
+    (
+        ["--set", "operator.prefech=7"],
+        "at '/operator': additional properties 'prefech' not allowed",
+    ),
+    (
+        ["--set", "amqp.resultQueue=r"],
+        "at '/amqp': additional properties 'resultQueue' not allowed",
+    ),
+    (["--set", "imagePullPolicy=Always"], "additional properties 'imagePullPolicy' not allowed"),
+    (
+        [
+            "--set",
+            "workers[0].name=w",
+            "--set",
+            "workers[0].module=m:w",
+            "--set",
+            "workers[0].concurency=3",
+        ],
+        "at '/workers/0': additional properties 'concurency' not allowed",
+    ),
+    (["--set", "log.level=LOUD"], "at '/log/level'"),
+    (["--set", "operator.prefetch=0"], "at '/operator/prefetch'"),
+    (["--set", "workers[0].name=w"], "at '/workers/0': missing property 'module'"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), MISSPELT, ids=lambda v: str(v)[:40])
+def test_a_misspelt_or_invalid_value_fails_helm_template_with_a_schema_error(
+    options: list[str], message: str
+) -> None:
+    args = ["template", "kubesaga", str(CHART), "--kube-version", "v1.34.0", *options]
+    proc = helm(*args)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+async def test_helm_install_with_a_misspelt_value_fails_before_creating_anything(
+    api_client: client.ApiClient, kubeconfig: str, namespace: str
+) -> None:
+    """Against the real apiserver: the schema refuses the release, nothing is created."""
+    release = f"ks-{uuid.uuid4().hex[:8]}"
+    proc = helm(
+        "install",
+        release,
+        str(CHART),
+        "--kubeconfig",
+        kubeconfig,
+        "--namespace",
+        namespace,
+        "--skip-crds",
+        "--set",
+        "operator.replica=2",
+    )
+    assert proc.returncode != 0
+    assert "at '/operator': additional properties 'replica' not allowed" in proc.stderr
+    secrets = await client.CoreV1Api(api_client).list_namespaced_secret(
+        namespace, label_selector=f"owner=helm,name={release}"
+    )
+    assert secrets.items == []  # no release record
+    deployments = await client.AppsV1Api(api_client).list_namespaced_deployment(namespace)
+    assert not [d for d in deployments.items if d.metadata.name.startswith(release)]
+
+
+def test_the_chart_refuses_kubernetes_older_than_the_crd_needs() -> None:
+    proc = helm("template", "kubesaga", str(CHART), "--kube-version", "v1.30.9")
+    assert proc.returncode != 0
+    assert "chart requires kubeVersion: >=1.31.0-0" in proc.stderr, proc.stderr
 
 
 def test_secret_holds_the_url_for_the_pods() -> None:

@@ -59,8 +59,43 @@ def schemas(
         typer.echo(f"wrote {path}", err=True)
 
 
+def chart_values(
+    chart_dir: Annotated[
+        Path, typer.Option("--chart-dir", "-d", help="The chart's folder.")
+    ] = Path("helm/kubesaga"),
+) -> None:
+    """Write the chart's values.yaml and values.schema.json, generated from the values model."""
+    from kubesaga.schema.chart import render_values_schema, render_values_yaml
+
+    for name, text in (
+        ("values.yaml", render_values_yaml()),
+        ("values.schema.json", render_values_schema()),
+    ):
+        path = chart_dir / name
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}", err=True)
+
+
+def settings_doc(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the table of every KUBESAGA_* setting (docs/settings.md), generated from Settings."""
+    from kubesaga.schema.settings_doc import render_settings_doc
+
+    text = render_settings_doc()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)
+
+
 app.command("crd")(crd)
 app.command("schemas")(schemas)
+app.command("chart-values")(chart_values)
+app.command("settings-doc")(settings_doc)
 
 
 def main() -> None:
