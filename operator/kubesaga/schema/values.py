@@ -56,8 +56,9 @@ class Image(_Closed):
     """Registry and repository of the kubesaga image. No public image is published: build it
     from the repository's Dockerfile and push it where your cluster pulls from
     (hack/e2e-kind.sh loads it)."""
-    tag: str | int = ""
-    """Image tag; empty means the chart's appVersion."""
+    tag: str | float = ""
+    """Image tag; empty means the chart's appVersion. (A number is accepted: YAML and --set read
+    an unquoted 1 or 1.0 as one.)"""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """When the kubelet pulls the image: Always, IfNotPresent or Never."""
 
@@ -204,7 +205,7 @@ class SecurityContext(_Open):
 class WorkerImage(_Closed):
     repository: str = ""
     """Repository of the workers' image; empty means the chart's image (image.repository:tag)."""
-    tag: str | int = ""
+    tag: str | float = ""
     """Tag of the workers' image; empty means the chart's appVersion."""
 
 
@@ -224,8 +225,8 @@ class WorkerDefaults(_Closed):
 class Worker(_Closed):
     """One handler Deployment."""
 
-    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=40)
-    """(required) suffix of the Deployment's name."""
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)
+    """(required) suffix of the Deployment's name, and its kubesaga.io/worker label."""
     module: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
     """(required) the Worker object, "package.module:attribute"."""
     image: str | None = None
