@@ -59,6 +59,7 @@ def test_public_names_are_pinned() -> None:
     )
     for name in kubesaga.__all__:
         assert hasattr(kubesaga, name), name
+    assert set(kubesaga._WHERE) == set(kubesaga.__all__) - {"__version__"}
 
 
 def test_worker_sdk_names_are_pinned() -> None:

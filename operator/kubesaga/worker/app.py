@@ -35,6 +35,8 @@ class Worker:
         @worker.compensation("orders.delete")
         def delete(ctx: StepContext) -> None:  # sync handlers run in a thread
             ...
+
+    and served with ``kubesaga worker module:worker`` or ``await worker.run()``.
     """
 
     def __init__(self, name: str) -> None:
@@ -50,6 +52,7 @@ class Worker:
         return list(self._registrations)
 
     def _registration(self, action: str) -> Registration | None:
+        """For the testing kit (not public: ``Registration`` is an internal type)."""
         return self._registrations.get(action)
 
     def step(self, action: str) -> Callable[[H], H]:
@@ -135,7 +138,11 @@ class Worker:
         stop: asyncio.Event | None = None,
         health: Health | None = None,
     ) -> None:
-        """``run`` on broker settings of the caller's (tests tune requeue delays with them)."""
+        """``run`` on broker settings of the caller's (tests tune requeue delays with them).
+
+        The broker adapter (aio-pika) is imported here, not at the top: importing the SDK, as
+        every handler module and handler test does, stays free of it.
+        """
         from kubesaga.broker import Broker
         from kubesaga.worker.runner import CommandRunner
 
