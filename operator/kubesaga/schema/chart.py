@@ -69,9 +69,10 @@ def _tidy(node: Any, settings: Schema) -> Any:
     if SETTING_KEY in node:
         name = node[SETTING_KEY]
         own = {k: v for k, v in settings[name].items() if k not in ("title", "default")}
+        default = {} if node["default"] is None else {"default": node["default"]}
         return {
             **_tidy(own, settings),
-            "default": node["default"],
+            **default,
             "description": setting_description(name, node.get("description")),
         }
     out = {key: _tidy(value, settings) for key, value in node.items() if key != "title"}
@@ -124,7 +125,14 @@ def _description(field: FieldInfo) -> str:
 def _worker_fields() -> str:
     rows = ["Fields of one worker:"]
     for name, field in Worker.model_fields.items():
-        rows.append(f"  {field.alias or name:14} {field.description}")
+        text = field.description or ""
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and SETTING_KEY in extra:
+            text = f"{env_name(str(extra[SETTING_KEY]))}: {text}"
+        head = f"  {field.alias or name:14} "
+        rows += textwrap.wrap(
+            head + text, WIDTH - 2, subsequent_indent=" " * len(head), break_on_hyphens=False
+        )
     rows.append("Example:")
     rows += ["  " + line for line in WORKER_EXAMPLE.splitlines()]
     return "\n".join(rows)

@@ -7,11 +7,11 @@ Committed and drift-checked (``tests/unit/test_settings.py``); regenerate with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from kubesaga.schema.values import INDIRECT, SETTING_KEY, WORKER_OVERRIDES, ChartValues
+from kubesaga.schema.values import INDIRECT, SETTING_KEY, ChartValues
 from kubesaga.settings import Settings, env_name, use_of
 
 SETTINGS_DOC_PATH = "docs/settings.md"
@@ -35,8 +35,6 @@ def chart_values() -> dict[str, str]:
     found: dict[str, list[str]] = {}
     for path, setting in _setting_values(ChartValues, ""):
         found.setdefault(setting, []).append(f"`{path}`")
-    for setting, key in WORKER_OVERRIDES.items():
-        found.setdefault(setting, []).append(f"`workers[].{key}`")
     out = {name: ", ".join(paths) for name, paths in found.items()}
     return out | {name: how for name, how in INDIRECT.items()}
 
@@ -50,6 +48,9 @@ def _setting_values(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, 
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _setting_values(annotation, path + ".")
+        for item in get_args(annotation):  # list[Worker]
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                yield from _setting_values(item, path + "[].")
 
 
 def _type(schema: dict[str, Any]) -> str:

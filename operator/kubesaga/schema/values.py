@@ -235,10 +235,10 @@ class Worker(_Closed):
     """folder put first on sys.path before importing module; default: /app."""
     replicas: int | None = Field(default=None, ge=0)
     """pods; default 1."""
-    concurrency: int | None = Field(default=None, ge=1)
-    """commands handled at once per pod; default workerDefaults.concurrency."""
-    grace_seconds: float | None = Field(default=None, ge=0)
-    """seconds running handlers get after SIGTERM; default workerDefaults.graceSeconds."""
+    concurrency: Any = setting("worker_concurrency", chart_default=None)
+    """For this worker's pods; default workerDefaults.concurrency."""
+    grace_seconds: Any = setting("worker_grace_seconds", chart_default=None)
+    """For this worker's pods; default workerDefaults.graceSeconds."""
     env: list[dict[str, Any]] | None = None
     """extra environment variables (a list of Kubernetes EnvVar)."""
     resources: dict[str, Any] | None = None
@@ -312,9 +312,6 @@ INDIRECT = {
     "kubeconfig": "unset: the pod's service account",
 }
 """Settings the chart sets without a value of their own, and how."""
-
-WORKER_OVERRIDES = {"worker_concurrency": "concurrency", "worker_grace_seconds": "graceSeconds"}
-"""Settings a worker in ``workers`` may set for itself (falling back to workerDefaults)."""
 
 WORKER_EXAMPLE = """\
 - name: orders
