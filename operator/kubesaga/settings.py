@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     namespaces: Annotated[list[str], NoDecode, Use((OPERATOR,), ("--namespace", "-n"))] = Field(
         default_factory=list
     )
-    """Namespaces whose Sagas the operator serves, comma separated; empty means all."""
+    """Namespaces whose Sagas the operator serves (the variable: comma separated; the flag:
+    repeated); empty means all."""
     metrics_port: Annotated[int, Use((OPERATOR,), ("--metrics-port",))] = Field(
         default=8080, ge=0, le=65535
     )
