@@ -144,6 +144,9 @@ def test_rendered_and_packaged_crd_equal_the_generated_file(tmp_path: Path) -> N
         member = tar.extractfile(f"kubesaga/crds/{CRD_FILE.name}")
         assert member is not None
         assert member.read() == CRD_FILE.read_bytes()
+        schema = tar.extractfile("kubesaga/values.schema.json")  # helm checks values with it
+        assert schema is not None
+        assert schema.read() == (CHART / "values.schema.json").read_bytes()
 
 
 # ------------------------------------------------------------------------- the real apiserver
