@@ -28,6 +28,7 @@ from bench.procstat import CpuMeter, load_average, machine_info
 from bench.report import final_line, final_values, table
 from kubesaga.broker.topology import ACTION_QUEUE_PREFIX
 from kubesaga.demo.cluster import apply_crd
+from kubesaga.settings import Settings
 from kubesaga.store import make_api_client
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -47,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--writers", type=int, default=16, help="ceiling concurrent writers")
     parser.add_argument("--objects", type=int, default=50, help="ceiling objects")
     parser.add_argument(
-        "--events", choices=("all", "phases", "none"), default="all", help="operator Events"
+        "--events",
+        choices=("all", "phases", "none"),
+        default=Settings.model_fields["events"].default,
+        help="operator Events (default: the operator's own default)",
     )
     parser.add_argument("--log-level", default="INFO", help="operator and worker log level")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator in e2e")

@@ -16,6 +16,7 @@ import aiohttp
 from bench.platform import REPO_ROOT
 from bench.report import parse_prometheus
 from kubesaga.broker.topology import ACTION_QUEUE_PREFIX
+from kubesaga.settings import Settings
 
 READY_LINE = "kubesaga operator ready"
 READY_TIMEOUT_S = 60.0
@@ -117,7 +118,7 @@ class PhaseConfig:
     results_queue: str
     dead_letter_queue: str
     work_dir: Path
-    events: str = "all"
+    events: str = Settings.model_fields["events"].default
     log_level: str = "INFO"
     metrics_port: int = field(default_factory=free_port)
 

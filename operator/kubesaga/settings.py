@@ -77,9 +77,10 @@ class Settings(BaseSettings):
     pod_name: Annotated[str | None, Use((OPERATOR,))] = None
     """Name of this pod (the chart sets it from the downward API): the operator's identity
     towards kopf. Unset means the host name."""
-    events: Annotated[Literal["all", "phases", "none"], Use((OPERATOR,))] = "all"
-    """Kubernetes Events to post on Sagas: every transition, saga phase changes and warnings
-    (phases), or none."""
+    events: Annotated[Literal["all", "phases", "none"], Use((OPERATOR,))] = "phases"
+    """Kubernetes Events to post on Sagas: phases (saga phase changes, failures, retries and
+    compensations: what a person looks for), all (also each step that succeeded: one more
+    apiserver write per step), or none."""
     redeliver_after_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=300.0, gt=0)
     """Re-publish a command still unanswered after this many seconds (same dispatch id)."""
     operator_grace_seconds: Annotated[float, Use((OPERATOR,), ("--grace",))] = Field(

@@ -15,7 +15,10 @@ from kubesaga.store import SagaObject
 
 log = logging.getLogger("kubesaga.operator.events")
 
-PHASE_REASONS = {"Started", "Compensating", "Completed", "Compensated", "Failed", "InvalidSpec"}
+ROUTINE_REASONS = frozenset({"StepSucceeded"})
+"""Transitions posted only with ``KUBESAGA_EVENTS=all``: a step that succeeded is routine (the
+status says it), and an Event per step costs the apiserver as much as the status write itself.
+Phase changes, failures, retries and compensations are what people look for: the default."""
 
 
 class EventPoster:
@@ -43,7 +46,7 @@ class EventPoster:
         if self.mode == "none":
             return False
         if self.mode == "phases":
-            return transition.warning or transition.reason in PHASE_REASONS
+            return transition.warning or transition.reason not in ROUTINE_REASONS
         return True
 
     def post(self, saga: SagaObject, transitions: tuple[Transition, ...]) -> None:
