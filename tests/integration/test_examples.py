@@ -22,7 +22,7 @@ from typing import Any
 import pytest_asyncio
 import yaml
 
-from kubesaga import Saga, SagaClient, SagaPhase, StepPhase, Worker
+from kubesaga import AsyncSagaClient, Saga, SagaPhase, StepPhase, Worker
 from kubesaga.broker.topology import DEAD_LETTER_QUEUE
 from kubesaga.models import SagaPhase as Phase
 from kubesaga.models import SagaSpec
@@ -54,7 +54,7 @@ def load_manifest(example: str) -> tuple[str, SagaSpec, Phase]:
 
 
 class ExampleRun:
-    def __init__(self, client: SagaClient, settings: Settings) -> None:
+    def __init__(self, client: AsyncSagaClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
 
@@ -72,7 +72,7 @@ class ExampleRun:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def run_example(
-    operator_settings: Settings, saga_crd: dict[str, Any], saga_client: SagaClient
+    operator_settings: Settings, saga_crd: dict[str, Any], saga_client: AsyncSagaClient
 ) -> AsyncIterator[ExampleRun]:
     settings = operator_settings.model_copy(update={"dead_letter_queue": DEAD_LETTER_QUEUE})
     async with operator_task(settings):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from typing import Any
 
-from kubesaga import SagaClient, SagaPhase, StepPhase
+from kubesaga import AsyncSagaClient, SagaPhase, StepPhase
 from kubesaga.broker import Broker
 from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus, SagaRef
 from kubesaga.settings import Settings
@@ -20,7 +20,7 @@ WAIT_S = 60
 
 
 async def test_order_saga_completes_and_outputs_flow_to_later_steps(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -51,7 +51,7 @@ async def test_order_saga_completes_and_outputs_flow_to_later_steps(
 
 
 async def test_payment_failure_compensates_inventory_then_order(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -74,7 +74,7 @@ async def test_payment_failure_compensates_inventory_then_order(
 
 
 async def test_retryable_failure_is_retried_and_succeeds(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     retry = {"maxAttempts": 3, "backoffSeconds": 0.2}
@@ -87,7 +87,7 @@ async def test_retryable_failure_is_retried_and_succeeds(
 
 
 async def test_timed_out_attempt_is_retried(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     retry = {"maxAttempts": 2, "backoffSeconds": 0}
@@ -101,7 +101,7 @@ async def test_timed_out_attempt_is_retried(
 
 
 async def test_parallel_branches_run_at_the_same_time(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -121,7 +121,7 @@ async def test_parallel_branches_run_at_the_same_time(
 
 
 async def test_manual_compensation_of_a_running_saga(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -139,7 +139,7 @@ async def test_manual_compensation_of_a_running_saga(
 
 
 async def test_manual_compensation_of_a_completed_saga(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -152,7 +152,7 @@ async def test_manual_compensation_of_a_completed_saga(
 
 
 async def test_compensation_that_keeps_failing_ends_failed_with_the_reason(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, _ = scripted_worker(prefix)
     retry = {"maxAttempts": 2, "backoffSeconds": 0.1}
@@ -174,7 +174,7 @@ async def test_compensation_that_keeps_failing_ends_failed_with_the_reason(
 
 
 async def test_forged_and_duplicate_results_change_nothing(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -210,7 +210,7 @@ async def test_forged_and_duplicate_results_change_nothing(
 
 
 async def test_malformed_message_is_dead_lettered_while_sagas_go_on(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     import aio_pika
 
@@ -231,7 +231,7 @@ async def test_malformed_message_is_dead_lettered_while_sagas_go_on(
 
 
 async def test_kubectl_and_kubesaga_get_show_phase_progress_and_steps(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, namespace: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
 ) -> None:
     worker, _ = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -255,24 +255,12 @@ async def _run(*command: str) -> str:
     return proc.stdout
 
 
-async def _wait_for_step(client: SagaClient, name: str, step_name: str, phase: StepPhase) -> None:
-    """Watch until a step reaches ``phase`` (``store.watching``, not a sleep loop)."""
-    from kubernetes_asyncio import client as k8s
-
-    from kubesaga.models import API_GROUP, API_VERSION, PLURAL, parse_status
-    from kubesaga.store.watching import watch_until
-
-    def reached(kind: str, obj: Any) -> bool | None:
-        status = parse_status(obj.get("status")) if kind != "DELETED" else None
-        return True if status is not None and status.step(step_name).phase is phase else None
-
-    async with asyncio.timeout(WAIT_S):
-        await watch_until(
-            k8s.CustomObjectsApi(client.api).list_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            client.namespace,
-            PLURAL,
-            check=reached,
-            field_selector=f"metadata.name={name}",
-        )
+async def _wait_for_step(
+    client: AsyncSagaClient, name: str, step_name: str, phase: StepPhase
+) -> None:
+    """Watch until a step reaches ``phase`` (``AsyncSagaClient.watch``, not a sleep loop)."""
+    async with contextlib.aclosing(client.watch(name, WAIT_S)) as updates:
+        async for saga in updates:
+            if saga.status is not None and saga.status.step(step_name).phase is phase:
+                return
+    raise AssertionError(f"saga {name} settled before step {step_name} was {phase}")
