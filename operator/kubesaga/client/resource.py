@@ -60,11 +60,17 @@ def invalid_spec(error: ValidationError, namespace: str, name: str, at: str = ""
     """A pydantic validation error as ``SagaInvalid``: one line per problem, with its field."""
     prefix = [at] if at else []
     causes = [
-        (".".join(prefix + [str(part) for part in e["loc"]]), str(e["msg"])) for e in error.errors()
+        (".".join(prefix + [str(part) for part in e["loc"]]), _plain(e["msg"]))
+        for e in error.errors()
     ]
     lines = "; ".join(f"{where}: {msg}" if where else msg for where, msg in causes)
     message = f"saga {namespace}/{name} is invalid: {lines}"
     return SagaInvalid(message, namespace=namespace, name=name, causes=causes)
+
+
+def _plain(message: str) -> str:
+    """A validator's message without pydantic's "Value error, " prefix."""
+    return message.removeprefix("Value error, ")
 
 
 def saga_body(
