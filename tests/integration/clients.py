@@ -21,7 +21,7 @@ from kubesaga import (
     SagaClient,
     SagaHandle,
 )
-from kubesaga.models import SagaStatus, StepStatus
+from kubesaga.models import SagaSpec, SagaStatus, StepStatus
 
 
 class Handle(Protocol):
@@ -31,6 +31,8 @@ class Handle(Protocol):
     def name(self) -> str: ...
     @property
     def uid(self) -> str: ...
+    @property
+    def spec(self) -> SagaSpec: ...
     @property
     def status(self) -> SagaStatus: ...
     @property
@@ -102,6 +104,10 @@ class ThreadedHandle:
     @property
     def uid(self) -> str:
         return self.handle.uid
+
+    @property
+    def spec(self) -> SagaSpec:
+        return self.handle.spec
 
     @property
     def status(self) -> SagaStatus:

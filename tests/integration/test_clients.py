@@ -176,6 +176,9 @@ async def test_delete_removes_the_saga_and_ends_a_watch_on_it(sagas: Client, pre
     await sagas.start("short", [step(prefix, "a")])
     with pytest.raises(SagaNotFound, match="deleted and created again"):
         await handle.refresh()
+    with pytest.raises(SagaNotFound, match="deleted and created again"):
+        await handle.compensate()  # never the newcomer's compensation
+    assert not (await sagas.get("short")).spec.compensate
 
 
 async def test_list_active_lists_only_sagas_not_in_a_final_phase(

@@ -106,6 +106,14 @@ def test_a_refused_spec_carries_the_apiservers_message_and_causes() -> None:
     assert mapped.causes == [("spec.steps", "Invalid value")]
 
 
+def test_a_handles_patch_refused_for_its_uid_means_the_saga_was_replaced() -> None:
+    cause = {"field": "metadata.uid", "message": 'Invalid value: "u-1": field is immutable'}
+    body = status_body(422, "Invalid", 'Saga.kubesaga.io "o" is invalid', causes=[cause])
+    mapped = translate(FakeApiException(422, "Unprocessable Entity", body), namespace="s", name="o")
+    assert isinstance(mapped, SagaNotFound)
+    assert "saga s/o was deleted and created again" in str(mapped)
+
+
 def test_other_refusals_quote_status_reason_and_message() -> None:
     body = status_body(403, "Forbidden", 'sagas.kubesaga.io is forbidden: User "x" cannot create')
     mapped = translate(FakeApiException(403, "Forbidden", body), namespace="shop", name="o")

@@ -55,6 +55,14 @@ def translate(error: Any, *, namespace: str = "", name: str = "") -> SagaClientE
             for c in details.get("causes") or []
             if isinstance(c, dict)
         ]
+        if any(field == "metadata.uid" for field, _ in causes):
+            # Only a handle sends metadata.uid (compensate_patch): the saga it refers to is gone.
+            return SagaNotFound(
+                f"saga {where} was deleted and created again since the handle read it; get a "
+                "new handle",
+                namespace=namespace,
+                name=name,
+            )
         return SagaInvalid(message, namespace=namespace, name=name, causes=causes)
     subject = f"saga {where}" if name else f"sagas in {namespace or 'all namespaces'}"
     return SagaApiError(

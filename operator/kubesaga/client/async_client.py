@@ -165,11 +165,14 @@ class AsyncSagaClient:
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         async with contextlib.aclosing(events):
             while True:
+                scope = asyncio.timeout_at(deadline)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with scope:
                         kind, raw = await anext(events)
                 except TimeoutError:
-                    raise progress.timed_out(timeout, "watching") from None
+                    if scope.expired():  # ours, not a transport's own timeout
+                        raise progress.timed_out(timeout, "watching") from None
+                    raise
                 saga = progress(kind, raw)
                 if saga is not None:
                     yield saga
@@ -238,14 +241,17 @@ class AsyncSagaClient:
         if done is not None:
             return done
         events = self._follow(namespace, name, waiter.last.resource_version)
+        scope = asyncio.timeout(timeout)
         try:
-            async with contextlib.aclosing(events), asyncio.timeout(timeout):
+            async with contextlib.aclosing(events), scope:
                 async for kind, raw in events:
                     saga = waiter(kind, raw)
                     if saga is not None:
                         return saga
         except TimeoutError:
-            raise waiter.timed_out(timeout, "waiting") from None
+            if scope.expired():  # ours, not a transport's own timeout
+                raise waiter.timed_out(timeout, "waiting") from None
+            raise
         raise AssertionError("follow() ended")  # it never does
 
     async def _follow(

@@ -164,8 +164,8 @@ class SagaClient:
         Use ``contextlib.closing(client.watch(...))`` so the watch request ends with the loop.
         """
         ns = namespace or self.namespace
-        deadline = _deadline(timeout)
         progress = Progress(self._read(ns, name))
+        deadline = _deadline(timeout)  # from the first read on, as in AsyncSagaClient
         first = progress.first()
         if first is not None:
             yield first
@@ -231,8 +231,8 @@ class SagaClient:
     def _wait(
         self, namespace: str, name: str, timeout: float | None, uid: str | None = None
     ) -> Saga:
-        deadline = _deadline(timeout)
         waiter = Waiter(self._read(namespace, name, uid))
+        deadline = _deadline(timeout)  # from the first read on, as in AsyncSagaClient
         done = waiter.done()
         if done is not None:
             return done
