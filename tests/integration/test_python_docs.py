@@ -16,8 +16,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from kubesaga import SagaClient, SagaPhase, Worker
 from kubesaga.broker.topology import DEAD_LETTER_QUEUE
 from kubesaga.settings import Settings
@@ -55,6 +53,9 @@ async def test_the_fastapi_view_starts_a_saga_and_returns_its_name(
     """Catches a docs example that does not work: the view must start the saga (which then
     completes), answer a retried post with the same saga, refuse a different order under the
     same id with 409 and the client's message, and report the saga's phase and a missing one."""
+    # Imported here, not at collection: Starlette warns that its TestClient prefers httpx2.
+    from fastapi.testclient import TestClient
+
     settings = operator_settings.model_copy(update={"dead_letter_queue": DEAD_LETTER_QUEUE})
     worker = load_handlers("01-order-saga").worker
     assert isinstance(worker, Worker)
