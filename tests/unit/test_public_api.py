@@ -147,7 +147,8 @@ def test_importing_the_worker_sdk_loads_no_kubernetes_client_and_no_kopf() -> No
 
 
 def test_importing_kubesaga_loads_nothing_until_a_name_is_used() -> None:
-    assert not _modules_after("import kubesaga") & {"kubernetes_asyncio", "pydantic", "kopf"}
+    loaded = _modules_after("import kubesaga")
+    assert not loaded & {"kubernetes", "kubernetes_asyncio", "pydantic", "kopf"}, loaded
 
 
 def test_importing_the_sdk_does_not_import_kopf() -> None:
