@@ -138,5 +138,10 @@ class Sim:
     def sent_names(self, kind: CommandKind = CommandKind.EXECUTE) -> list[str]:
         return [c.step for c in self.sent if c.kind is kind]
 
+    def in_flight(self) -> list[Command]:
+        """What the last decision left unanswered, as a republish would send it again."""
+        in_flight = self.decisions[-1].in_flight
+        return in_flight.commands(in_flight.dispatch_ids)
+
 
 __all__ = ["REF", "T0", "Sim", "Verdict", "spec_of", "step"]

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubesaga.engine import StepGraph, Verdict, inflight_commands
+from kubesaga.engine import StepGraph, Verdict
 from kubesaga.models import Command, CommandKind, SagaPhase, SagaStatus, StepPhase
 from tests.unit.sim import Sim, spec_of
 
@@ -166,7 +166,7 @@ def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int)
         elif move == "lose" and outstanding:
             outstanding.pop(data.draw(st.integers(0, len(outstanding) - 1)))
         elif move == "republish":
-            outstanding.extend(inflight_commands(sim.view()))
+            outstanding.extend(sim.in_flight())
         elif move == "tick":
             seconds = data.draw(st.sampled_from([0.5, 1, 3, 11]))
             apply(lambda s=seconds: sim.advance(s))
@@ -175,10 +175,10 @@ def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int)
 
     # Handlers now answer everything, successfully; lost commands come back by republication.
     for _ in range(500):
-        if sim.phase().is_final and not inflight_commands(sim.view()):
+        if sim.phase().is_final and not sim.in_flight():
             break
         if not outstanding:
-            outstanding.extend(inflight_commands(sim.view()))
+            outstanding.extend(sim.in_flight())
         if outstanding:
             result = sim.result_for(outstanding.pop(0))
             apply(lambda r=result: sim.deliver(r))

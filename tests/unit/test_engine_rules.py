@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from kubesaga.engine import Verdict, inflight_commands
+from kubesaga.engine import Verdict
 from kubesaga.models import CommandKind, SagaPhase, StepPhase, limits
 from tests.unit.sim import Sim, spec_of, step
 
@@ -622,26 +622,26 @@ def test_attempts_count_from_one_in_status_and_command() -> None:
 # -- republication ------------------------------------------------------------------------
 
 
-def test_inflight_commands_rebuild_exactly_what_was_sent() -> None:
+def test_in_flight_commands_rebuild_exactly_what_was_sent() -> None:
     sim = Sim(
         spec_of(step("a", dependsOn=[]), step("b", dependsOn=[]), step("c", timeoutSeconds=9))
     )
     sim.reconcile()
     sent = {c.step: c for c in sim.sent}
-    again = {c.step: c for c in inflight_commands(sim.view())}
+    again = {c.step: c for c in sim.in_flight()}
     assert again == sent
     sim.answer("a")
-    assert [c.step for c in inflight_commands(sim.view())] == ["b"]
+    assert [c.step for c in sim.in_flight()] == ["b"]
 
 
-def test_inflight_commands_include_compensations_and_skip_backoff() -> None:
+def test_in_flight_includes_compensations_and_skips_backoff() -> None:
     sim = Sim(spec_of(step("a", dependsOn=[]), step("b", dependsOn=[], retry={"maxAttempts": 3})))
     sim.reconcile()
     sim.answer("b", ok=False, retryable=True)
-    assert [c.step for c in inflight_commands(sim.view())] == ["a"]
+    assert [c.step for c in sim.in_flight()] == ["a"]
     sim.request_compensation()
     sim.answer("a")
-    assert [(c.step, c.kind) for c in inflight_commands(sim.view())] == [("a", COMP)]
+    assert [(c.step, c.kind) for c in sim.in_flight()] == [("a", COMP)]
 
 
 # -- batches and foreign statuses ----------------------------------------------------------
@@ -663,7 +663,7 @@ def test_a_batch_records_every_result_before_dispatching() -> None:
     decision = decide_all(
         sim.view(), [ResultReceived(ok_a), ResultReceived(failed_b)], sim.now, "t"
     )
-    assert [v for v, _ in decision.verdicts] == [Verdict.APPLIED, Verdict.APPLIED]
+    assert [j.verdict for j in decision.judgements] == [Verdict.APPLIED, Verdict.APPLIED]
     assert all(c.kind is COMP for c in decision.commands)
     assert decision.status.step("after_a").phase is StepPhase.SKIPPED
 
@@ -676,7 +676,7 @@ def test_a_batch_gives_one_verdict_per_result() -> None:
     good = sim.result_for(sim.command("order"))
     forged = good.model_copy(update={"dispatch_id": "nope"})
     decision = decide_all(sim.view(), [ResultReceived(forged), ResultReceived(good)], sim.now, "t")
-    assert [v for v, _ in decision.verdicts] == [Verdict.REJECTED, Verdict.APPLIED]
+    assert [j.verdict for j in decision.judgements] == [Verdict.REJECTED, Verdict.APPLIED]
     assert [c.step for c in decision.commands] == ["inventory"]
 
 
@@ -709,9 +709,9 @@ def test_a_status_never_adopted_is_rebuilt_and_its_commands_never_republished() 
     assert sim.status is not None
     foreign = sim.status.model_copy(update={"observed_generation": None})
     sim.status = foreign
-    assert inflight_commands(sim.view()) == []
     decision = sim.reconcile()
     assert [c.step for c in decision.commands] == ["order"]
+    assert decision.in_flight.dispatch_ids == (sim.command("order").dispatch_id,)
     assert (
         sim.step("order").attempt == 1
         and sim.command("order").dispatch_id != foreign.steps[0].dispatch_id
