@@ -669,6 +669,7 @@ def test_a_refused_saga_has_nothing_in_flight() -> None:
 def test_a_finished_saga_expires_ttl_seconds_after_it_finished() -> None:
     sim = Sim(spec_of(step("a"), ttlSecondsAfterFinished=30))
     assert sim.reconcile().expires_at is None
+    sim.now += timedelta(seconds=5)
     finished = sim.answer("a")
     assert sim.phase() is SagaPhase.COMPLETED
     assert finished.expires_at == sim.now + timedelta(seconds=30)
