@@ -53,15 +53,20 @@ def decide_all(
     refusal = _admit(draft)
     if refusal is not None:
         return draft.decision(_refuse(events, refusal))
-    spec_changed = draft.status.observed_generation != saga.generation
-    draft.status.observed_generation = saga.generation
+    return draft.decision(_apply(draft, events))
+
+
+def _apply(draft: Draft, events: Sequence[Event]) -> list[Judgement]:
+    """Record every event in order, then move the saga on once if any of them counted."""
+    spec_changed = draft.status.observed_generation != draft.saga.generation
+    draft.status.observed_generation = draft.saga.generation
     judgements = [
         results.judge(draft, event.result) if isinstance(event, ResultReceived) else APPLIED
         for event in events
     ]
     if any(j.verdict is Verdict.APPLIED for j in judgements):
         _advance(draft, spec_changed)
-    return draft.decision(judgements)
+    return judgements
 
 
 def _refuse(events: Sequence[Event], reason: str) -> list[Judgement]:
