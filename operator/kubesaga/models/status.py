@@ -95,6 +95,18 @@ class StepStatus(AttemptStatus):
     compensation: CompensationStatus | None = None
     """Progress of the compensation, once it started."""
 
+    @property
+    def execution(self) -> AttemptStatus:
+        """The attempt of the step's action, as ``compensation`` is the attempt of its undo.
+
+        The wire format puts the action's attempt fields in the step itself
+        (``status.steps[].attempt``, ``.dispatchId``, ...), which is why this class extends
+        ``AttemptStatus``; changing that would break every status already written. Code that
+        works on an attempt takes ``step.execution`` or ``step.compensation``, never the step,
+        so it always says which of the two it means.
+        """
+        return self
+
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

@@ -11,15 +11,11 @@ from dataclasses import replace
 
 from pydantic import ValidationError
 
-from kubesaga.engine import SagaView
+from kubesaga.engine import InvalidSpec, SagaView
 from kubesaga.models import SagaRef, SagaStatus, parse_spec, parse_status
 from kubesaga.store import SagaObject
 
 Key = tuple[str, str]
-
-
-class InvalidSpec(str):
-    """Why a saga's spec cannot be parsed (one line per problem, joined)."""
 
 
 class SagaCache:
@@ -54,14 +50,6 @@ class SagaCache:
         if known is None or written.newer_than(known):
             self._copies[written.key] = written
 
-    @staticmethod
-    def readable_status(obj: SagaObject) -> SagaStatus | None:
-        """The status of a saga whose spec is invalid, if it parses (it is kept, not reset)."""
-        try:
-            return parse_status(obj.status)
-        except ValidationError:
-            return None
-
     def forget(self, key: Key) -> None:
         self._copies.pop(key, None)
         self._views.pop(key, None)
@@ -81,6 +69,11 @@ class SagaCache:
 
     @staticmethod
     def _parse(obj: SagaObject, previous: SagaView | InvalidSpec | None) -> SagaView | InvalidSpec:
+        ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+        try:
+            status = parse_status(obj.status)
+        except ValidationError:
+            status = None  # an unreadable status (hand-edited?) is rebuilt from the spec
         if (
             isinstance(previous, SagaView)
             and previous.ref.uid == obj.uid
@@ -91,14 +84,8 @@ class SagaCache:
             try:
                 spec = parse_spec(obj.spec)
             except ValidationError as error:
-                return InvalidSpec(
-                    "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-                    )
+                problem = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
                 )
-        try:
-            status = parse_status(obj.status)
-        except ValidationError:
-            status = None  # an unreadable status (hand-edited?) is rebuilt from the spec
-        ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+                return InvalidSpec(ref, obj.generation, problem, status)
         return SagaView(ref=ref, generation=obj.generation, spec=spec, status=status)
