@@ -8,11 +8,24 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
 
 from kubesaga import AsyncSagaClient, SagaPhase, StepPhase
 from kubesaga.broker import Broker
-from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus, SagaRef
+from kubesaga.models import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    CommandKind,
+    ErrorInfo,
+    Result,
+    ResultStatus,
+    SagaRef,
+)
 from kubesaga.settings import Settings
+from kubesaga.store import watching
 from tests.integration.harness import broker_settings, next_dead_letter, worker_task
 from tests.integration.scripted import scripted_worker, step
 
@@ -84,6 +97,49 @@ async def test_retryable_failure_is_retried_and_succeeds(
     assert saga.phase is SagaPhase.COMPLETED
     assert ledger.attempts("flaky", "a") == [1, 2]
     assert saga.status is not None and saga.status.step("a").attempt == 2
+
+
+async def test_a_handler_asked_retry_delay_is_kept_in_status_and_waited_for(
+    running_operator: Settings,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    api_client: k8s.ApiClient,
+    namespace: str,
+) -> None:
+    """RetryableError(retry_after=…) travels in the result, survives the CRD's schema (pruning
+    would drop an unknown field silently) and sets the next attempt's time."""
+    worker, ledger = scripted_worker(prefix)
+    retry = {"maxAttempts": 3, "backoffSeconds": 0.1, "maxBackoffSeconds": 60}
+    seen: list[dict[str, Any]] = []
+
+    def waiting(kind: str, obj: Any) -> bool | None:
+        for st in (obj.get("status") or {}).get("steps") or []:
+            if st.get("name") == "a" and (st.get("error") or {}).get("retryAfterSeconds"):
+                seen.append(st)
+                return True
+        return None
+
+    async with worker_task(worker, running_operator):
+        await saga_client.start(
+            "throttled",
+            [step(prefix, "a", fail="retryable-once", retry_after=1.5, retry=retry)],
+        )
+        async with asyncio.timeout(WAIT_S):
+            await watching.watch_until(
+                k8s.CustomObjectsApi(api_client).list_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                check=waiting,
+                field_selector="metadata.name=throttled",
+            )
+        saga = await saga_client.wait("throttled", WAIT_S)
+    assert saga.phase is SagaPhase.COMPLETED
+    assert ledger.attempts("throttled", "a") == [1, 2]
+    waited = seen[0]
+    assert waited["error"]["retryAfterSeconds"] == 1.5
+    assert waited["nextAttemptAt"] is not None
 
 
 async def test_timed_out_attempt_is_retried(

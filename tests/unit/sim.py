@@ -97,9 +97,15 @@ class Sim:
         error: str = "boom",
         retryable: bool = False,
         error_type: str = "Error",
+        retry_after: float | None = None,
     ) -> Result:
         if not ok:
-            info = ErrorInfo(message=error, type=error_type, retryable=retryable)
+            info = ErrorInfo(
+                message=error,
+                type=error_type,
+                retryable=retryable,
+                retry_after_seconds=retry_after,
+            )
             return Result.answering(cmd, error=info)
         return Result.answering(cmd, output=output if output is not None else {"done": cmd.step})
 

@@ -154,6 +154,33 @@ def test_backoff_grows_by_factor_and_is_capped() -> None:
     assert delays == [1, 3, 5, 5]
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "waited"),
+    [(30, 30), (0.5, 2), (600, 60)],
+    ids=["longer-than-backoff", "shorter-than-backoff-is-the-backoff", "capped-by-max-backoff"],
+)
+def test_a_handler_can_ask_for_a_later_retry_within_the_policy(
+    retry_after: float, waited: float
+) -> None:
+    sim = Sim(
+        spec_of(step("a", retry={"maxAttempts": 3, "backoffSeconds": 2, "maxBackoffSeconds": 60}))
+    )
+    sim.reconcile()
+    decision = sim.answer("a", ok=False, retryable=True, retry_after=retry_after)
+    assert decision.wake_at == sim.now + timedelta(seconds=waited)
+    assert sim.error("a").retry_after_seconds == retry_after, "status keeps what was asked"
+    assert f"retrying in {waited:g}s" in decision.transitions[0].message
+    assert sim.advance(waited - 0.1).commands == ()
+    assert [c.attempt for c in sim.advance(0.1).commands] == [2]
+
+
+def test_a_retry_after_does_not_buy_attempts_beyond_max_attempts() -> None:
+    sim = Sim(spec_of(step("a", retry={"maxAttempts": 1})))
+    sim.reconcile()
+    sim.answer("a", ok=False, retryable=True, retry_after=5)
+    assert sim.step("a").phase is StepPhase.FAILED
+
+
 def test_retryable_failure_fails_the_step_when_attempts_are_exhausted() -> None:
     sim = Sim(spec_of(step("a", retry={"maxAttempts": 2, "backoffSeconds": 0})))
     sim.reconcile()

@@ -14,8 +14,8 @@ def truncate(error: ErrorInfo) -> ErrorInfo:
     message = error.message
     if len(message) > limits.MAX_ERROR_MESSAGE_CHARS:
         message = message[: limits.MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return ErrorInfo(
-        message=message, type=error.type[: limits.MAX_ERROR_TYPE_CHARS], retryable=error.retryable
+    return error.model_copy(
+        update={"message": message, "type": error.type[: limits.MAX_ERROR_TYPE_CHARS]}
     )
 
 
@@ -39,6 +39,8 @@ def retry_or_give_up(
         attempt.finished_at = draft.now
         return False
     delay = policy.delay_before(attempt.attempt + 1)
+    if error.retry_after_seconds is not None:  # the handler's wish, within the policy's bound
+        delay = min(max(delay, error.retry_after_seconds), policy.max_backoff_seconds)
     attempt.next_attempt_at = draft.now + timedelta(seconds=delay)
     what, reason = (
         (f"step {step.name}", "StepRetrying")
