@@ -26,7 +26,7 @@ for handlers in examples/*/handlers.py examples/*.py; do
     python3 -m mypy --strict "$handlers"
 done
 echo "test: import contracts (lint-imports)" >&2
-lint-imports --config pyproject.toml
+lint-imports pyproject.toml
 
 echo "test: pytest" >&2
 set +e
