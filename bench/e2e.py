@@ -285,7 +285,9 @@ async def run(
     elapsed = max(ended - started, 1e-9)
     applied = delta("kubesaga_results_total", verdict="applied")
     writes = delta("kubesaga_status_writes_total")
-    events_posted = delta("kubesaga_events_posted_total")
+    # Events are posted by one task behind the transitions: count those still queued at the end
+    # too, they are writes this window's steps caused.
+    events_posted = delta("kubesaga_events_posted_total") + delta("kubesaga_events_pending")
     completion = []
     completion_server = []
     batch = {n: v for n, v in final.final.items() if n.startswith("e2e-")}

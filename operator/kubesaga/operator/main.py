@@ -46,6 +46,7 @@ async def run_operator(
         cache = SagaCache()
         metrics = Metrics(cache.phases)
         events.on_posted = metrics.events_posted.inc
+        metrics.events_pending.set_function(events.queue.qsize)
         broker = await Broker.connect(
             BrokerSettings.from_settings(settings),
             on_dead_letter=metrics.dead_lettered,

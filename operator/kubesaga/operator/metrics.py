@@ -6,7 +6,7 @@ from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -45,6 +45,12 @@ class Metrics:
         self.events_posted = Counter(
             "kubesaga_events_posted",
             "Kubernetes Events created on Sagas (each an apiserver write, as a status write is).",
+            registry=self.registry,
+        )
+        self.events_pending = Gauge(
+            "kubesaga_events_pending",
+            "Events decided but not posted yet (one task posts them; a backlog means the "
+            "apiserver cannot keep up with KUBESAGA_EVENTS).",
             registry=self.registry,
         )
         self.conflicts = Counter(
