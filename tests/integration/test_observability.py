@@ -40,9 +40,6 @@ async def test_transitions_are_posted_as_kubernetes_events(
     if mode is not None:
         settings = settings.model_copy(update={"events": mode})
     worker, _ = scripted_worker(prefix)
-    async with operator_task(settings), worker_task(worker, settings):
-        await saga_client.start("seen", [step(prefix, "a"), step(prefix, "b", fail="permanent")])
-        await saga_client.wait("seen", WAIT_S)
     wanted = PEOPLE_REASONS | also
     seen: dict[str, str] = {}
 
@@ -51,13 +48,17 @@ async def test_transitions_are_posted_as_kubernetes_events(
             seen[obj.reason] = obj.type
         return True if wanted <= seen.keys() else None
 
-    async with asyncio.timeout(WAIT_S):
-        await watch_until(
-            client.CoreV1Api(api_client).list_namespaced_event,
-            namespace,
-            check=all_seen,
-            field_selector="involvedObject.name=seen",
-        )
+    # The operator posts Events behind the transitions: it keeps running until they are seen.
+    async with operator_task(settings), worker_task(worker, settings):
+        await saga_client.start("seen", [step(prefix, "a"), step(prefix, "b", fail="permanent")])
+        await saga_client.wait("seen", WAIT_S)
+        async with asyncio.timeout(WAIT_S):
+            await watch_until(
+                client.CoreV1Api(api_client).list_namespaced_event,
+                namespace,
+                check=all_seen,
+                field_selector="involvedObject.name=seen",
+            )
     # One task posts them in transition order: a StepSucceeded of step a would be there by now.
     assert seen.keys() == wanted, seen
     assert seen["StepFailed"] == "Warning"

@@ -58,3 +58,18 @@ async def test_only_events_the_apiserver_created_are_counted() -> None:
         await api.close()
     assert [e.reason for e in core.created] == ["Started", "Completed"]
     assert len(posted) == 2
+
+
+async def test_events_queued_when_the_operator_stops_are_still_posted() -> None:
+    api = client.ApiClient()
+    poster = EventPoster(api, "all")
+    core = Core(refuse=set())
+    poster.core = core  # type: ignore[assignment]
+    transitions = tuple(Transition(f"R{i}", "m") for i in range(5))
+    core.expected = len(transitions)
+    try:
+        poster.post(SAGA, transitions)
+        await poster.close()  # at once: nothing was posted yet
+    finally:
+        await api.close()
+    assert [e.reason for e in core.created] == [t.reason for t in transitions]

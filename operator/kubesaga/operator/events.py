@@ -21,6 +21,10 @@ status says it), and an Event per step costs the apiserver as much as the status
 Phase changes, failures, retries and compensations are what people look for: the default."""
 
 
+DRAIN_SECONDS = 3.0
+"""How long a stopping operator keeps posting the Events it had queued."""
+
+
 class EventPoster:
     """Queues Events and posts them from one task; drops them when the queue is full.
 
@@ -74,6 +78,8 @@ class EventPoster:
             else:
                 if self.on_posted is not None:
                     self.on_posted()
+            finally:
+                self.queue.task_done()
 
     async def _send(self, saga: SagaObject, transition: Transition) -> None:
         now = datetime.now(UTC)
@@ -98,7 +104,18 @@ class EventPoster:
         )
         await self.core.create_namespaced_event(saga.namespace, body)
 
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+    async def close(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Post what is queued (for at most ``drain_seconds``), then stop.
+
+        The last transitions of a stopping operator (a saga's Completed, say) are the ones
+        people look for; they are posted unless the apiserver is too slow to take them.
+        """
+        if self.task is None:
+            return
+        try:
+            async with asyncio.timeout(drain_seconds):
+                await self.queue.join()
+        except TimeoutError:
+            log.warning("stopping with %d Events not posted", self.queue.qsize())
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
