@@ -1,5 +1,5 @@
 // Helpers shared by the pages. Everything from the cluster goes into textContent or an
-// attribute value through these: never through innerHTML.
+// attribute value through these, never through an HTML parser.
 export const SVG_NS = "http://www.w3.org/2000/svg";
 
 export function el(tag, attrs = {}, ...children) {
