@@ -113,6 +113,8 @@ def make_app(
     app.router.add_get("/api/sagas/{namespace}/{name}/stream", detail_stream)
     app.router.add_get("/api/sagas/{namespace}/{name}/events", saga_events)
     app.router.add_post("/api/sagas/{namespace}/{name}/compensate", compensate)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
     app.on_startup.append(_start)
     app.on_shutdown.append(_stop)
     return app
@@ -262,6 +264,19 @@ async def compensate(request: web.Request) -> web.Response:
     except ApiException as error:
         return web.json_response({"error": str(error.reason)}, status=error.status or 500)
     return web.json_response({"ok": True})
+
+
+async def livez(_: web.Request) -> web.Response:
+    """Answering at all is being alive: the server has no loop of its own that could wedge."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once the watch has listed the Sagas, and not while it is failing."""
+    feed = request.app[FEED]
+    if not feed.synced.is_set() or feed.error:
+        return web.Response(status=503, text=f"not ready: {feed.error or 'listing Sagas'}\n")
+    return web.Response(text="ok\n")
 
 
 def _request_key(request: web.Request) -> tuple[str, str]:
