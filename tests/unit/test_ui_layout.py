@@ -74,6 +74,20 @@ def test_the_parallel_example_is_layered_by_longest_path() -> None:
     )
 
 
+def test_a_long_edge_passes_a_free_slot_not_a_step() -> None:
+    drawn = layout(example_spec("03-parallel"), None)
+    (long,) = [e for e in drawn.edges if e.via]
+    assert (long.source, long.target) == ("quote_shipping", "book_shipment")
+    (slot,) = long.via
+    left, right, centre = slot
+    column = [n for n in drawn.nodes if n.layer == 2]
+    assert [n.name for n in column] == ["charge_payment"]
+    for node in column:  # the slot is in that column, beside its step, not across it
+        assert (left, right) == (node.x, node.x + NODE_WIDTH)
+        assert not node.y <= centre <= node.y + NODE_HEIGHT
+    assert centre <= drawn.height
+
+
 def compensated_status() -> SagaStatus:
     """Example 02's end: the charge failed, the reservation then the order were undone."""
     done = {"attempt": 1, "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z"}

@@ -28,13 +28,19 @@ function drawGraph(graph) {
   const at = Object.fromEntries(graph.nodes.map((n) => [n.name, n]));
   for (const edge of graph.edges) {
     const a = at[edge.source], b = at[edge.target];
-    let d;
-    if (edge.kind === "forward") {
-      const x1 = a.x + NODE.w, y1 = a.y + NODE.h / 2, x2 = b.x, y2 = b.y + NODE.h / 2, mx = (x1 + x2) / 2;
-      d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
-    } else { // the undo runs against the arrow: from the dependent's left to the dependency's right, below
-      const x1 = a.x, y1 = a.y + NODE.h - 8, x2 = b.x + NODE.w, y2 = b.y + NODE.h - 8, mx = (x1 + x2) / 2;
-      d = `M${x1},${y1} C${mx},${y1 + 22} ${mx},${y2 + 22} ${x2},${y2}`;
+    // Forward: right side to left side. Compensation (the undo runs against the arrow): left
+    // side to right side, lower and bowed down. A long edge passes the slots kept free for it.
+    const forward = edge.kind === "forward";
+    const dy = forward ? 0 : NODE.h / 2 - 8, bow = forward ? 0 : 22;
+    const points = [[forward ? a.x + NODE.w : a.x, a.y + NODE.h / 2 + dy]];
+    for (const [left, right, y] of edge.via) {
+      points.push(forward ? [left, y] : [right, y + dy], forward ? [right, y] : [left, y + dy]);
+    }
+    points.push([forward ? b.x : b.x + NODE.w, b.y + NODE.h / 2 + dy]);
+    let d = `M${points[0][0]},${points[0][1]}`;
+    for (let i = 1; i < points.length; i++) {
+      const [x1, y1] = points[i - 1], [x2, y2] = points[i], mx = (x1 + x2) / 2;
+      d += y1 === y2 && !bow ? ` L${x2},${y2}` : ` C${mx},${y1 + bow} ${mx},${y2 + bow} ${x2},${y2}`;
     }
     root.append(svg("path", { d, class: `edge ${edge.kind}`, "data-source": edge.source, "data-target": edge.target, "marker-end": `url(#${edge.kind === "forward" ? "arrow" : "arrow-compensation"})` }));
   }
