@@ -284,6 +284,35 @@ class Ui(_Closed):
     """Extra annotations on the UI pods."""
 
 
+class GrafanaDashboard(_Closed):
+    enabled: bool = False
+    """Ship the dashboard (files/dashboard.json) in a ConfigMap for Grafana's sidecar."""
+    namespace: str = ""
+    """Namespace of the ConfigMap (where the sidecar looks); empty means the release's."""
+    label: str = "grafana_dashboard"
+    """Label the sidecar selects dashboards by."""
+    label_value: str = "1"
+    """Value of that label."""
+
+
+class PrometheusRule(_Closed):
+    enabled: bool = False
+    """Create a PrometheusRule (Prometheus Operator) with the alerts of files/alerts.yaml: sagas
+    stuck past their deadline, Failed sagas, dead letters, commands without results."""
+    labels: dict[str, str] = {}
+    """Extra labels, e.g. the one your Prometheus selects rules by (release: prometheus)."""
+
+
+class ServiceMonitor(_Closed):
+    enabled: bool = False
+    """Create a ServiceMonitor (Prometheus Operator) scraping the operators' /metrics; it also
+    creates the metrics Service, as metrics.service.enabled does."""
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """Scrape interval."""
+    labels: dict[str, str] = {}
+    """Extra labels, e.g. the one your Prometheus selects ServiceMonitors by."""
+
+
 class ChartValues(_Closed):
     """Values of the kubesaga chart."""
 
@@ -327,6 +356,12 @@ class ChartValues(_Closed):
     ui: Ui = Ui()
     """The web UI (`kubesaga ui`): a live list of the Sagas and each saga's step graph, timeline
     and Events. Read-only RBAC (get, list, watch Sagas; list Events) unless ui.actions."""
+    grafana_dashboard: GrafanaDashboard = GrafanaDashboard()
+    """A Grafana dashboard of the operator's metrics (ConfigMap for the Grafana sidecar)."""
+    prometheus_rule: PrometheusRule = PrometheusRule()
+    """Alerts on the operator's metrics (needs the Prometheus Operator's CRDs)."""
+    service_monitor: ServiceMonitor = ServiceMonitor()
+    """Scraping of the operators' metrics by the Prometheus Operator."""
     helm_test: HelmTest = HelmTest()
     """`helm test <release>`: a Pod from the chart's image runs a zero-step Saga through the
     operator and passes once it is Completed, which proves the CRD, the operator's RBAC, its
