@@ -18,7 +18,13 @@ def ui(
             "rights to whoever reaches it."
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port to listen on (0: any free port). Not 8080: the operator's "
+            "metrics port by default."
+        ),
+    ] = 8090,
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Show only this namespace.")
     ] = None,
