@@ -90,11 +90,14 @@ async def ui_as_its_service_account(
     tmp_path: Path,
 ) -> AsyncIterator[str]:
     """The chart's UI RBAC created; ``kubesaga ui`` served with the ServiceAccount's token."""
-    actions = request.node.callspec.params["actions"]
+    actions = request.node.callspec.params.get("actions", False)
+    scoped = request.node.callspec.params.get("scope") is not None
     release = f"ks-{uuid.uuid4().hex[:8]}"
     options = ["--set", "ui.enabled=true", "--set", f"ui.actions={str(actions).lower()}"]
+    if scoped:
+        options += ["--set", f"ui.namespace={namespace}"]
     docs = ui_docs(render(namespace, *options, release=release))
-    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    rbac = [d for d in docs if d["kind"] not in ("Deployment", "Service")]
     await server_side_apply(api_client, rbac, dry_run=False)
     account = one(docs, "ServiceAccount")["metadata"]["name"]
     try:
@@ -106,7 +109,8 @@ async def ui_as_its_service_account(
         path = token_kubeconfig(kubeconfig, token.status.token, tmp_path / "ui")
         api = await make_api_client(str(path))
         try:
-            app = make_app(api, read_only=not actions)
+            scope = request.node.callspec.params.get("scope")
+            app = make_app(api, namespace if scope == "namespace" else None, read_only=not actions)
             async with serving(app, "127.0.0.1", 0) as port:
                 yield f"http://127.0.0.1:{port}"
         finally:
@@ -140,3 +144,27 @@ async def test_the_ui_works_with_only_the_chart_rbac(
         answer = await http.post(f"{saga}/compensate", headers={"X-Kubesaga-Action": "compensate"})
         assert answer.status == (200 if actions else 403)
     assert (await saga_client.get("seen")).spec.compensate is actions
+
+
+@pytest.mark.parametrize("scope", ["namespace", "cluster"])
+async def test_a_namespaced_ui_needs_its_namespace_flag(
+    ui_as_its_service_account: str, scope: str
+) -> None:
+    """With ui.namespace the RBAC is a Role there: the UI watches that namespace (the chart
+    passes --namespace); watching every namespace is refused, and the page says what to do."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{ui_as_its_service_account}/api/stream") as stream,
+    ):
+        async for line in stream.content:  # snapshot, then status when the watch fails/recovers
+            if line.startswith(b"data:"):
+                error = json.loads(line[5:])["error"]
+                # RBAC just created can take a moment to apply: wait for the settled state
+                if (error is None) is (scope == "namespace"):
+                    break
+        ready = (await http.get(f"{ui_as_its_service_account}/readyz")).status
+    if scope == "namespace":
+        assert ready == 200
+    else:
+        assert "403" in error and "--namespace" in error
+        assert ready == 503

@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.store import NotFound, SagaObject, SagaStore
 from kubesaga.ui import views
-from kubesaga.ui.feed import Closed, SagaFeed
+from kubesaga.ui.feed import Change, Closed, SagaFeed, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,12 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
     """The saga list: a ``snapshot`` of every row, then ``upsert`` and ``delete`` changes."""
     feed = request.app[FEED]
     response = await _event_stream(request)
+    with contextlib.suppress(ConnectionResetError):  # the page went away
+        await _follow_list(feed, response)
+    return response
+
+
+async def _follow_list(feed: SagaFeed, response: web.StreamResponse) -> None:
     async with feed.subscribe() as subscription:
         rows = [views.row(s) for s in subscription.snapshot]
         await _send(response, "snapshot", {"sagas": rows, "error": feed.error})
@@ -186,16 +192,25 @@ async def list_stream(request: web.Request) -> web.StreamResponse:
             change = await _next(subscription, response)
             if change is None:
                 break
-            data = views.row(change.saga) if change.kind == "upsert" else _key(change.saga)
-            await _send(response, change.kind, data)
-    return response
+            if change.saga is None:
+                await _send(response, "status", {"error": feed.error})
+            elif change.kind == "upsert":
+                await _send(response, "upsert", views.row(change.saga))
+            else:
+                await _send(response, "delete", _key(change.saga))
 
 
 async def detail_stream(request: web.Request) -> web.StreamResponse:
     """One saga: ``saga`` with the whole detail on every change, ``gone`` once deleted."""
+    response = await _event_stream(request)
+    with contextlib.suppress(ConnectionResetError):  # the page went away
+        await _follow_saga(request, response)
+    return response
+
+
+async def _follow_saga(request: web.Request, response: web.StreamResponse) -> None:
     feed, key = request.app[FEED], _request_key(request)
     permissions = request.app[PERMISSIONS]
-    response = await _event_stream(request)
     async with feed.subscribe() as subscription:
         current = feed.sagas.get(key)
         if current is None:
@@ -206,16 +221,15 @@ async def detail_stream(request: web.Request) -> web.StreamResponse:
             change = await _next(subscription, response)
             if change is None:
                 break
-            if change.saga.key != key:
+            if change.saga is None or change.saga.key != key:
                 continue
             if change.kind == "delete":
                 await _send(response, "gone", _key(change.saga))
             else:
                 await _send(response, "saga", await _detail(change.saga, permissions))
-    return response
 
 
-async def _next(subscription: Any, response: web.StreamResponse) -> Any:
+async def _next(subscription: Subscription, response: web.StreamResponse) -> Change | None:
     """The next change; a comment line every HEARTBEAT_S finds closed connections."""
     while True:
         try:
@@ -295,7 +309,6 @@ async def serving(app: web.Application, address: str, port: int) -> Any:
     site = web.TCPSite(runner, address, port)
     await site.start()
     try:
-        server: Any = site._server
-        yield server.sockets[0].getsockname()[1]
+        yield runner.addresses[0][1]
     finally:
         await runner.cleanup()

@@ -26,10 +26,11 @@ QUEUE_SIZE = 1000
 
 @dataclass(frozen=True)
 class Change:
-    """``kind`` is ``upsert`` or ``delete``; ``saga`` its newest (or last) copy."""
+    """``kind`` is ``upsert`` or ``delete`` with ``saga`` its newest (or last) copy; or
+    ``status`` (no saga) when the watch failed or recovered (``SagaFeed.error``)."""
 
     kind: str
-    saga: SagaObject
+    saga: SagaObject | None = None
 
 
 class Closed(Exception):
@@ -42,6 +43,12 @@ class Subscription:
     def __init__(self, snapshot: list[SagaObject]) -> None:
         self.snapshot = snapshot
         self._queue: asyncio.Queue[Change | None] = asyncio.Queue(QUEUE_SIZE)
+
+    def close(self) -> None:
+        """End the stream: what is queued is dropped, ``next()`` raises Closed."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     def offer(self, change: Change | None) -> bool:
         try:
@@ -80,7 +87,7 @@ class SagaFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for subscription in list(self._subscribers):
-            subscription.offer(None)
+            subscription.close()
         self._subscribers.clear()
 
     @contextlib.asynccontextmanager
@@ -104,7 +111,9 @@ class SagaFeed:
                     self._publish(Change("delete", self.sagas.pop(key)))
                 for obj in fresh.values():
                     self._apply("ADDED", obj)
-                self.error = None
+                if self.error is not None:
+                    self.error = None
+                    self._publish(Change("status"))
                 self.synced.set()
                 events = follow(self._list_fn, *self._args, resource_version=version)
                 async with contextlib.aclosing(events):
@@ -113,8 +122,9 @@ class SagaFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # shown on the pages; the watch starts over
-                self.error = f"watching Sagas failed: {error}"
+                self.error = f"watching Sagas failed: {_describe(error)}"
                 log.warning("%s; watching again in 2 s", self.error)
+                self._publish(Change("status"))
                 self.synced.set()
                 await asyncio.sleep(2)
 
@@ -134,5 +144,14 @@ class SagaFeed:
             if not subscription.offer(change):
                 log.info("a page fell %d changes behind; it reconnects", QUEUE_SIZE)
                 self._subscribers.discard(subscription)
-                subscription._queue = asyncio.Queue(1)
-                subscription.offer(None)
+                subscription.close()
+
+
+def _describe(error: Exception) -> str:
+    """One line for the page; a refusal says what to try."""
+    status = getattr(error, "status", None)
+    if status == 403:
+        return "403 Forbidden: your identity may not list Sagas here (try --namespace)"
+    if status is not None:
+        return f"{status} {getattr(error, 'reason', '')}".strip()
+    return str(error) or type(error).__name__

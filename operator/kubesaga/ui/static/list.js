@@ -49,6 +49,11 @@ function render() {
   filters.namespace.value = chosen;
 }
 
+function showError(error) {
+  $("error").hidden = !error;
+  $("error").textContent = error || "";
+}
+
 function saveFilters() {
   const params = new URLSearchParams();
   for (const [key, input] of Object.entries(filters)) if (input.value) params.set(key, input.value);
@@ -72,11 +77,11 @@ connect("/api/stream", {
   snapshot(data) {
     sagas.clear();
     for (const saga of data.sagas) sagas.set(keyOf(saga), saga);
-    $("error").hidden = !data.error;
-    $("error").textContent = data.error || "";
+    showError(data.error);
     render();
     document.body.dataset.ready = "true";
   },
+  status(data) { showError(data.error); },
   upsert(saga) { sagas.set(keyOf(saga), saga); render(); },
   delete(saga) { sagas.delete(keyOf(saga)); render(); },
 });
