@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,9 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Security headers on every answer; on loopback, refuse foreign Host names (DNS
     rebinding would otherwise let any web page drive the caller's kubeconfig)."""
     if request.app[LOOPBACK_ONLY] and not _local_host(request.host):
-        return web.Response(status=421, text="this server answers to localhost only\n")
+        return web.Response(
+            status=421, text="this server answers to localhost only\n", headers=SECURITY_HEADERS
+        )
     try:
         response = await handler(request)
     except web.HTTPException as error:
@@ -155,7 +158,7 @@ def _local_host(host: str) -> bool:
         return False
 
 
-def _page(name: str) -> Any:
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     async def page(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / name)
 
