@@ -4,8 +4,8 @@ running operator, and the chart renders them into the objects Grafana and Promet
 The operator runs a saga that completes, one whose compensation fails (phase Failed) and sees a
 malformed result (a dead letter), so each labelled series the queries select has a sample; its
 /metrics is then read with prometheus_client's parser. Query text is read with regular
-expressions: enough for the selectors and ``by (...)`` clauses these files use. (PromQL syntax
-itself is not checked here: ``promtool check rules`` is not built on our machines.)
+expressions: enough for the selectors and ``by (...)`` clauses these files use. PromQL syntax
+and when each alert fires are promtool's part (test_alert_rules.py).
 """
 
 from __future__ import annotations
