@@ -19,8 +19,9 @@ echo "test: ruff check ${paths[*]} examples" >&2
 python3 -m ruff check "${paths[@]}" examples
 echo "test: mypy --strict ${paths[*]}" >&2
 python3 -m mypy --strict "${paths[@]}"
-# Each example folder holds a handlers.py (folders with dashes are not packages): one run each.
-for handlers in examples/*/handlers.py; do
+# Each example folder holds a handlers.py (folders with dashes are not packages): one run each;
+# so does each example module at the top (the web app of docs/python.md).
+for handlers in examples/*/handlers.py examples/*.py; do
     echo "test: mypy --strict $handlers" >&2
     python3 -m mypy --strict "$handlers"
 done

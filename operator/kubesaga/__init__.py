@@ -1,11 +1,12 @@
 """kubesaga: a Kubernetes-native saga orchestrator.
 
 The public API is what ``__all__`` lists: the worker SDK (``Worker``, ``StepContext`` and the
-error types), the client (``SagaClient``, ``Saga``) and the resource models. Everything else is
-internal and may change.
+error types), the clients (``SagaClient``, ``AsyncSagaClient``, their handles and errors, see
+docs/python.md) and the resource models. Everything else is internal and may change.
 
 Names are imported on first use (PEP 562), so ``import kubesaga.worker`` in a worker pod does
-not pay for the Kubernetes client that only ``SagaClient`` needs (about half a second).
+not pay for the Kubernetes clients that only ``SagaClient`` and ``AsyncSagaClient`` need (about
+half a second).
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kubesaga.client import Saga, SagaClient
+    from kubesaga.client import (
+        AsyncSagaClient,
+        AsyncSagaHandle,
+        Saga,
+        SagaAlreadyExists,
+        SagaApiError,
+        SagaClient,
+        SagaClientError,
+        SagaHandle,
+        SagaInvalid,
+        SagaNotFound,
+        SagaTimeout,
+    )
     from kubesaga.errors import PermanentError, RetryableError, SagaError
     from kubesaga.models import (
         RetryPolicy,
@@ -29,15 +42,24 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _WHERE = {
+    "AsyncSagaClient": "kubesaga.client",
+    "AsyncSagaHandle": "kubesaga.client",
     "PermanentError": "kubesaga.errors",
     "RetryPolicy": "kubesaga.models",
     "RetryableError": "kubesaga.errors",
     "Saga": "kubesaga.client",
+    "SagaAlreadyExists": "kubesaga.client",
+    "SagaApiError": "kubesaga.client",
     "SagaClient": "kubesaga.client",
+    "SagaClientError": "kubesaga.client",
     "SagaError": "kubesaga.errors",
+    "SagaHandle": "kubesaga.client",
+    "SagaInvalid": "kubesaga.client",
+    "SagaNotFound": "kubesaga.client",
     "SagaPhase": "kubesaga.models",
     "SagaSpec": "kubesaga.models",
     "SagaStatus": "kubesaga.models",
+    "SagaTimeout": "kubesaga.client",
     "StepContext": "kubesaga.worker",
     "StepPhase": "kubesaga.models",
     "StepSpec": "kubesaga.models",
@@ -46,15 +68,24 @@ _WHERE = {
 """Public name -> the module that defines it, imported when the name is first used."""
 
 __all__ = [
+    "AsyncSagaClient",
+    "AsyncSagaHandle",
     "PermanentError",
     "RetryPolicy",
     "RetryableError",
     "Saga",
+    "SagaAlreadyExists",
+    "SagaApiError",
     "SagaClient",
+    "SagaClientError",
     "SagaError",
+    "SagaHandle",
+    "SagaInvalid",
+    "SagaNotFound",
     "SagaPhase",
     "SagaSpec",
     "SagaStatus",
+    "SagaTimeout",
     "StepContext",
     "StepPhase",
     "StepSpec",

@@ -40,7 +40,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.broker import EXCHANGE
-from kubesaga.client import SagaClient
+from kubesaga.client import AsyncSagaClient
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaSpec, SagaStatus, parse_status
 from kubesaga.settings import Settings
 from kubesaga.store import watching
@@ -492,7 +492,7 @@ async def test_sagas_survive_chaos(
     window = chaos_sagas / rate
 
     chaos = Chaos(settings, prefix, ledger, figures, rng)
-    saga_client = SagaClient(api_client, namespace)
+    saga_client = AsyncSagaClient(api_client, namespace)
     watcher = NamespaceWatch(api_client, namespace)
     injector = Injector(amqp_url, settings.results_queue, f"{prefix}.tap", rng)
     specs: dict[str, SagaSpec] = {}

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.broker.topology import DEAD_LETTER_QUEUE
-from kubesaga.client import SagaClient
+from kubesaga.client import AsyncSagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
 from kubesaga.store.watching import wait_crd_established
@@ -75,9 +75,9 @@ def operator_settings(kubeconfig: str, amqp_url: str, namespace: str, prefix: st
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def saga_client(api_client: client.ApiClient, namespace: str) -> SagaClient:
+async def saga_client(api_client: client.ApiClient, namespace: str) -> AsyncSagaClient:
     """A client on the test's namespace (sharing the session's API connection)."""
-    return SagaClient(api_client, namespace)
+    return AsyncSagaClient(api_client, namespace)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -91,7 +91,7 @@ async def running_operator(
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def run_example(
-    operator_settings: Settings, saga_crd: dict[str, Any], saga_client: SagaClient
+    operator_settings: Settings, saga_crd: dict[str, Any], saga_client: AsyncSagaClient
 ) -> AsyncIterator[ExampleRun]:
     """Runs an example of examples/ with an operator of the test's own.
 

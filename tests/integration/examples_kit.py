@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kubesaga import Saga, SagaClient, Worker
+from kubesaga import AsyncSagaClient, Saga, Worker
 from kubesaga.models import SagaPhase as Phase
 from kubesaga.models import SagaSpec
 from kubesaga.settings import Settings
@@ -48,7 +48,7 @@ def load_manifest(example: str) -> tuple[str, SagaSpec, Phase]:
 
 
 class ExampleRun:
-    def __init__(self, client: SagaClient, settings: Settings) -> None:
+    def __init__(self, client: AsyncSagaClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
 

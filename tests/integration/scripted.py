@@ -114,7 +114,11 @@ def scripted_worker(prefix: str) -> tuple[Worker, Ledger]:
         if fail == "permanent":
             raise PermanentError(f"{ctx.step_name} refused", type="Refused")
         if fail == "retryable" or (fail == "retryable-once" and ctx.attempt == 1):
-            raise RetryableError(f"{ctx.step_name} briefly unavailable")
+            after = script.get("retry_after")
+            raise RetryableError(
+                f"{ctx.step_name} briefly unavailable",
+                retry_after=None if after is None else float(after),
+            )
         ledger.record("do", "end", ctx)
         return {
             "step": ctx.step_name,

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio import client as k8s
 
-from kubesaga import SagaClient, StepContext, Worker
+from kubesaga import AsyncSagaClient, StepContext, Worker
 from kubesaga.broker import action_queue
 from kubesaga.broker.topology import HEADER_REASON, HEADER_SOURCE_QUEUE
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
@@ -289,7 +289,7 @@ async def publish_raw(amqp_url: str, messages: list[tuple[str, str, bytes]]) -> 
 
 async def test_malformed_messages_are_dead_lettered_and_good_sagas_finish(
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     api_client: k8s.ApiClient,
     namespace: str,
     amqp_url: str,
@@ -417,7 +417,7 @@ def cyclic_spec(draw: st.DrawFn, prefix: str) -> list[dict[str, Any]]:
 
 async def test_invalid_specs_end_failed_while_good_sagas_finish(
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     api_client: k8s.ApiClient,
     namespace: str,
     prefix: str,
@@ -503,7 +503,7 @@ BROKEN_EXAMPLES: list[dict[str, Any]] = [
 
 async def test_status_broken_by_hand_is_rebuilt_or_failed(
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     api_client: k8s.ApiClient,
     namespace: str,
     prefix: str,

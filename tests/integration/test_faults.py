@@ -24,7 +24,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubesaga import SagaClient, SagaPhase, StepContext, StepPhase, Worker
+from kubesaga import AsyncSagaClient, SagaPhase, StepContext, StepPhase, Worker
 from kubesaga.broker import Broker, action_queue
 from kubesaga.client.saga import Saga
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaStatus, parse_status
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.usefixtures("saga_crd")
 
 
 async def watch_status(
-    saga_client: SagaClient, name: str, until: Callable[[SagaStatus], bool]
+    saga_client: AsyncSagaClient, name: str, until: Callable[[SagaStatus], bool]
 ) -> SagaStatus:
     """Watch the saga until its status satisfies ``until``; return that status."""
 
@@ -127,7 +127,7 @@ async def scrape(port: int) -> dict[str, float]:
     return samples
 
 
-async def unfinished(saga_client: SagaClient, operators: list[OperatorProcess]) -> str:
+async def unfinished(saga_client: AsyncSagaClient, operators: list[OperatorProcess]) -> str:
     """What a test that timed out waiting should say: the unfinished sagas and the logs."""
     lines = []
     for saga in await saga_client.list_active():
@@ -145,7 +145,7 @@ async def unfinished(saga_client: SagaClient, operators: list[OperatorProcess]) 
 
 
 async def test_operator_killed_mid_saga_is_resumed_by_a_new_operator(
-    operator_settings: Settings, saga_client: SagaClient, prefix: str
+    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     first, second = OperatorProcess(operator_settings), OperatorProcess(operator_settings)
@@ -178,7 +178,7 @@ async def test_operator_killed_mid_saga_is_resumed_by_a_new_operator(
 
 
 async def test_command_recorded_but_never_published_is_republished_on_resume(
-    operator_settings: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     """The window between the status write and the publish, made deterministic.
 
@@ -213,7 +213,7 @@ async def test_command_recorded_but_never_published_is_republished_on_resume(
 
 
 async def test_lost_command_is_republished_after_the_redelivery_interval(
-    operator_settings: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     """A live operator whose command vanished (taken and dropped) publishes it again."""
     settings = operator_settings.model_copy(update={"redeliver_after_seconds": 1.0})
@@ -259,7 +259,7 @@ async def hold(ctx: StepContext) -> dict[str, Any]:
 
 
 async def test_worker_killed_mid_step_its_command_is_redelivered_and_finished(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     env = {
         **os.environ,
@@ -308,7 +308,7 @@ FAILING_SAGAS = 4
 
 
 async def test_two_operator_replicas_finish_every_saga_without_lost_updates(
-    operator_settings: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     ports = [free_port(), free_port()]
     replicas = [
@@ -392,7 +392,7 @@ BROKER_SAGAS = 6
 
 
 async def test_broker_restarted_mid_saga_every_saga_finishes(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     if not await asyncio.to_thread(platform_broker_is_ours, amqp_url):
         pytest.skip("the broker was not started by hack/testenv.sh, so it cannot restart it")
@@ -426,7 +426,7 @@ async def test_broker_restarted_mid_saga_every_saga_finishes(
 
 
 async def test_saga_with_a_dependency_cycle_fails_as_invalid_while_others_complete(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):

@@ -355,7 +355,7 @@ async def test_operator_drives_a_saga_with_only_the_chart_rbac(
         namespace, field_selector="involvedObject.name=rbac-check"
     )
     assert "Completed" in {event.reason for event in events.items}
-    refused = [line for line in operator.log if re.search(r"forbidden|403", line, re.I)]
+    refused = [line for line in operator.log if re.search(r"forbidden|\b403\b", line, re.I)]
     if mode == "namespaced":
         refused = [line for line in refused if not KOPF_OBSERVER_REFUSED.search(line)]
     assert not refused, "\n".join(refused)

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client
 
-from kubesaga.client import SagaClient
+from kubesaga.client import AsyncSagaClient
 from kubesaga.models import SagaSpec
 from kubesaga.store import make_api_client
 from kubesaga.ui import make_app, serving
@@ -121,7 +121,7 @@ async def ui_as_its_service_account(
 
 @pytest.mark.parametrize("actions", [False, True])
 async def test_the_ui_works_with_only_the_chart_rbac(
-    ui_as_its_service_account: str, saga_client: SagaClient, namespace: str, actions: bool
+    ui_as_its_service_account: str, saga_client: AsyncSagaClient, namespace: str, actions: bool
 ) -> None:
     ui = ui_as_its_service_account
     spec = SagaSpec.model_validate({"steps": [{"name": "a", "action": "x.never"}]})

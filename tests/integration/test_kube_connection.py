@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubesaga import SagaClient, SagaPhase
+from kubesaga import AsyncSagaClient, SagaPhase
 from kubesaga.settings import Settings
 from tests.integration.harness import operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
@@ -48,7 +48,7 @@ def test_kubesaga_kubeconfig_wins_over_kubeconfig(
 
 async def test_watch_and_writes_both_use_the_configured_kubeconfig(
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

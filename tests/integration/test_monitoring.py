@@ -20,7 +20,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubesaga import SagaClient
+from kubesaga import AsyncSagaClient
 from kubesaga.models import SagaPhase
 from kubesaga.settings import Settings
 from tests.integration.chart import CHART, find, one, render
@@ -57,7 +57,7 @@ def exposed(text: str) -> dict[str, dict[str, set[str]]]:
 
 
 async def test_every_metric_label_and_value_the_dashboard_and_alerts_use_is_exposed(
-    operator_settings: Settings, saga_crd: object, saga_client: SagaClient, prefix: str
+    operator_settings: Settings, saga_crd: object, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     port = free_port()
     settings = operator_settings.model_copy(

@@ -9,10 +9,9 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
-from kubesaga import SagaClient
+from kubesaga import AsyncSagaClient, SagaNotFound
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
-from kubesaga.store import NotFound
 from kubesaga.store.watching import watch_until
 from tests.integration.harness import free_port, operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
@@ -30,7 +29,7 @@ PEOPLE_REASONS = {"Started", "StepFailed", "Compensating", "StepCompensated", "C
 async def test_transitions_are_posted_as_kubernetes_events(
     operator_settings: Settings,
     saga_crd: object,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
     api_client: client.ApiClient,
     namespace: str,
@@ -69,7 +68,7 @@ async def test_transitions_are_posted_as_kubernetes_events(
 async def test_metrics_and_health_endpoints(
     operator_settings: Settings,
     saga_crd: object,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
 ) -> None:
     port = free_port()
@@ -96,7 +95,7 @@ async def test_metrics_and_health_endpoints(
 
 async def test_finished_saga_is_deleted_after_its_ttl(
     running_operator: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
     api_client: client.ApiClient,
     namespace: str,
@@ -109,8 +108,8 @@ async def test_finished_saga_is_deleted_after_its_ttl(
         done = await saga_client.wait("short-lived", WAIT_S)
     assert done.is_completed()
     try:
-        current = await saga_client.store.get(namespace, "short-lived")
-    except NotFound:
+        current = await saga_client.get("short-lived")
+    except SagaNotFound:
         return  # already deleted
 
     def deleted(kind: str, obj: Any) -> bool | None:
@@ -125,5 +124,5 @@ async def test_finished_saga_is_deleted_after_its_ttl(
             PLURAL,
             check=deleted,
             field_selector="metadata.name=short-lived",
-            resource_version=current.resource_version,
+            resource_version=current.saga.resource_version,
         )

@@ -20,7 +20,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import ChannelAccessRefused
 
-from kubesaga import SagaClient, SagaPhase
+from kubesaga import AsyncSagaClient, SagaPhase
 from kubesaga.broker import action_queue
 from kubesaga.settings import Settings
 from tests.integration.harness import operator_task, worker_task
@@ -94,7 +94,7 @@ def users(amqp_url: str) -> Iterator[Users]:
 async def test_operator_and_worker_run_with_exactly_the_documented_permissions(
     users: Users,
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
     amqp_connection: AbstractRobustConnection,
 ) -> None:

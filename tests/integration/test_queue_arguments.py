@@ -20,7 +20,7 @@ import pytest_asyncio
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import ChannelPreconditionFailed
 
-from kubesaga import SagaClient, SagaPhase, Worker
+from kubesaga import AsyncSagaClient, SagaPhase, Worker
 from kubesaga.broker import Broker, BrokerSettings, Outcome, action_queue
 from kubesaga.models import Command, CommandKind, SagaRef
 from kubesaga.settings import Settings
@@ -172,7 +172,7 @@ async def test_operator_with_quorum_queues_runs_sagas_after_a_handler_declared_f
     amqp_connection: AbstractRobustConnection,
     operator_settings: Settings,
     saga_crd: dict[str, Any],
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     prefix: str,
     cleanup: list[str],
 ) -> None:

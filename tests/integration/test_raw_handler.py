@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from kubesaga import SagaClient, SagaPhase
+from kubesaga import AsyncSagaClient, SagaPhase
 from kubesaga.settings import Settings
 from tests.integration.harness import operator_task
 
@@ -117,7 +117,7 @@ async def raw_handler(
 
 
 async def test_handler_from_the_protocol_document_runs_a_saga_with_quorum_queues(
-    raw_handler: RawHandler, operator_settings: Settings, saga_client: SagaClient
+    raw_handler: RawHandler, operator_settings: Settings, saga_client: AsyncSagaClient
 ) -> None:
     do, undo = raw_handler.actions
     steps = [

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio import client as k8s
 
-from kubesaga import SagaClient
+from kubesaga import AsyncSagaClient
 from kubesaga.broker.topology import HEADER_REASON
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, SagaStatus
 from kubesaga.settings import Settings
@@ -58,7 +58,7 @@ async def publish(amqp_url: str, queue: str, body: bytes) -> None:
 
 async def test_refusing_a_guessed_dispatch_id_reveals_the_valid_one_nowhere(
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     api_client: k8s.ApiClient,
     amqp_url: str,
     namespace: str,
@@ -143,7 +143,7 @@ async def test_result_naming_an_unwatched_namespace_is_dead_lettered_and_changes
 
 
 async def test_commands_dispatched_together_do_not_share_their_secret(
-    operator_settings: Settings, saga_client: SagaClient, prefix: str
+    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     """Parallel steps are dispatched by one decision; the handler of one must not learn from its
     command the dispatch id of the other."""

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from typing import Any
 
-from kubesaga import SagaClient, SagaPhase, StepPhase
+from kubernetes_asyncio import client as k8s
+
+from kubesaga import AsyncSagaClient, SagaPhase, StepPhase
 from kubesaga.broker import Broker
-from kubesaga.models import CommandKind, ErrorInfo, Result, ResultStatus, SagaRef
+from kubesaga.models import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    CommandKind,
+    ErrorInfo,
+    Result,
+    ResultStatus,
+    SagaRef,
+)
 from kubesaga.settings import Settings
+from kubesaga.store import watching
 from tests.integration.harness import broker_settings, next_dead_letter, worker_task
 from tests.integration.scripted import scripted_worker, step
 
@@ -20,7 +33,7 @@ WAIT_S = 60
 
 
 async def test_order_saga_completes_and_outputs_flow_to_later_steps(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -51,7 +64,7 @@ async def test_order_saga_completes_and_outputs_flow_to_later_steps(
 
 
 async def test_payment_failure_compensates_inventory_then_order(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -74,7 +87,7 @@ async def test_payment_failure_compensates_inventory_then_order(
 
 
 async def test_retryable_failure_is_retried_and_succeeds(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     retry = {"maxAttempts": 3, "backoffSeconds": 0.2}
@@ -86,8 +99,51 @@ async def test_retryable_failure_is_retried_and_succeeds(
     assert saga.status is not None and saga.status.step("a").attempt == 2
 
 
+async def test_a_handler_asked_retry_delay_is_kept_in_status_and_waited_for(
+    running_operator: Settings,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    api_client: k8s.ApiClient,
+    namespace: str,
+) -> None:
+    """RetryableError(retry_after=…) travels in the result, survives the CRD's schema (pruning
+    would drop an unknown field silently) and sets the next attempt's time."""
+    worker, ledger = scripted_worker(prefix)
+    retry = {"maxAttempts": 3, "backoffSeconds": 0.1, "maxBackoffSeconds": 60}
+    seen: list[dict[str, Any]] = []
+
+    def waiting(kind: str, obj: Any) -> bool | None:
+        for st in (obj.get("status") or {}).get("steps") or []:
+            if st.get("name") == "a" and (st.get("error") or {}).get("retryAfterSeconds"):
+                seen.append(st)
+                return True
+        return None
+
+    async with worker_task(worker, running_operator):
+        await saga_client.start(
+            "throttled",
+            [step(prefix, "a", fail="retryable-once", retry_after=1.5, retry=retry)],
+        )
+        async with asyncio.timeout(WAIT_S):
+            await watching.watch_until(
+                k8s.CustomObjectsApi(api_client).list_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                check=waiting,
+                field_selector="metadata.name=throttled",
+            )
+        saga = await saga_client.wait("throttled", WAIT_S)
+    assert saga.phase is SagaPhase.COMPLETED
+    assert ledger.attempts("throttled", "a") == [1, 2]
+    waited = seen[0]
+    assert waited["error"]["retryAfterSeconds"] == 1.5
+    assert waited["nextAttemptAt"] is not None
+
+
 async def test_timed_out_attempt_is_retried(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     retry = {"maxAttempts": 2, "backoffSeconds": 0}
@@ -101,7 +157,7 @@ async def test_timed_out_attempt_is_retried(
 
 
 async def test_parallel_branches_run_at_the_same_time(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -121,7 +177,7 @@ async def test_parallel_branches_run_at_the_same_time(
 
 
 async def test_manual_compensation_of_a_running_saga(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -139,7 +195,7 @@ async def test_manual_compensation_of_a_running_saga(
 
 
 async def test_manual_compensation_of_a_completed_saga(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -152,7 +208,7 @@ async def test_manual_compensation_of_a_completed_saga(
 
 
 async def test_compensation_that_keeps_failing_ends_failed_with_the_reason(
-    running_operator: Settings, saga_client: SagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     worker, _ = scripted_worker(prefix)
     retry = {"maxAttempts": 2, "backoffSeconds": 0.1}
@@ -174,7 +230,7 @@ async def test_compensation_that_keeps_failing_ends_failed_with_the_reason(
 
 
 async def test_forged_and_duplicate_results_change_nothing(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -210,7 +266,7 @@ async def test_forged_and_duplicate_results_change_nothing(
 
 
 async def test_malformed_message_is_dead_lettered_while_sagas_go_on(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, amqp_url: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
 ) -> None:
     import aio_pika
 
@@ -231,7 +287,7 @@ async def test_malformed_message_is_dead_lettered_while_sagas_go_on(
 
 
 async def test_kubectl_and_kubesaga_get_show_phase_progress_and_steps(
-    running_operator: Settings, saga_client: SagaClient, prefix: str, namespace: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
 ) -> None:
     worker, _ = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
@@ -255,24 +311,12 @@ async def _run(*command: str) -> str:
     return proc.stdout
 
 
-async def _wait_for_step(client: SagaClient, name: str, step_name: str, phase: StepPhase) -> None:
-    """Watch until a step reaches ``phase`` (``store.watching``, not a sleep loop)."""
-    from kubernetes_asyncio import client as k8s
-
-    from kubesaga.models import API_GROUP, API_VERSION, PLURAL, parse_status
-    from kubesaga.store.watching import watch_until
-
-    def reached(kind: str, obj: Any) -> bool | None:
-        status = parse_status(obj.get("status")) if kind != "DELETED" else None
-        return True if status is not None and status.step(step_name).phase is phase else None
-
-    async with asyncio.timeout(WAIT_S):
-        await watch_until(
-            k8s.CustomObjectsApi(client.api).list_namespaced_custom_object,
-            API_GROUP,
-            API_VERSION,
-            client.namespace,
-            PLURAL,
-            check=reached,
-            field_selector=f"metadata.name={name}",
-        )
+async def _wait_for_step(
+    client: AsyncSagaClient, name: str, step_name: str, phase: StepPhase
+) -> None:
+    """Watch until a step reaches ``phase`` (``AsyncSagaClient.watch``, not a sleep loop)."""
+    async with contextlib.aclosing(client.watch(name, WAIT_S)) as updates:
+        async for saga in updates:
+            if saga.status is not None and saga.status.step(step_name).phase is phase:
+                return
+    raise AssertionError(f"saga {name} settled before step {step_name} was {phase}")

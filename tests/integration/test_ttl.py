@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from kubesaga import SagaClient, SagaPhase
+from kubesaga import AsyncSagaClient, SagaPhase
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store.watching import watch_until
@@ -108,7 +108,7 @@ async def test_ttl_delete_refused_is_retried_until_it_succeeds(
     api_client: k8s.ApiClient,
     kubeconfig: str,
     operator_settings: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     namespace: str,
     prefix: str,
     tmp_path: Path,

@@ -18,7 +18,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Page
 
-from kubesaga import PermanentError, SagaClient, StepContext, Worker
+from kubesaga import AsyncSagaClient, PermanentError, StepContext, Worker
 from kubesaga.models import SagaPhase, SagaSpec
 from kubesaga.settings import Settings
 from tests.integration.browser import chromium, open_tab, ui_server
@@ -94,7 +94,7 @@ def gated_worker(prefix: str, gate: asyncio.Event) -> Worker:
 
 
 async def test_the_list_follows_a_saga_through_its_phases_without_a_reload(
-    browser: Browser, ui: str, running_operator: Settings, saga_client: SagaClient, prefix: str
+    browser: Browser, ui: str, running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     gate = asyncio.Event()
     worker = gated_worker(prefix, gate)
@@ -157,7 +157,7 @@ async def test_the_compensation_path_of_example_02_is_drawn_in_reverse(
 
 
 async def test_html_from_the_cluster_is_shown_as_text(
-    browser: Browser, ui: str, running_operator: Settings, saga_client: SagaClient, prefix: str
+    browser: Browser, ui: str, running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
 ) -> None:
     gate = asyncio.Event()
     steps: list[dict[str, Any]] = [
@@ -189,7 +189,7 @@ async def test_the_compensate_button_undoes_a_completed_saga(
     browser: Browser,
     ui: str,
     running_operator: Settings,
-    saga_client: SagaClient,
+    saga_client: AsyncSagaClient,
     api_client: client.ApiClient,
     namespace: str,
     prefix: str,
@@ -220,7 +220,7 @@ async def test_the_compensate_button_undoes_a_completed_saga(
 
 
 async def test_actions_need_the_header_and_the_server_answers_only_to_local_names(
-    ui: str, saga_client: SagaClient, namespace: str, saga_crd: dict[str, Any]
+    ui: str, saga_client: AsyncSagaClient, namespace: str, saga_crd: dict[str, Any]
 ) -> None:
     spec = SagaSpec.model_validate({"steps": [{"name": "a", "action": "x.never"}]})
     await saga_client.create("guarded", spec)

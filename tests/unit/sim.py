@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubesaga.engine import Decision, Reconcile, ResultReceived, SagaView, Verdict, decide
+from kubesaga.engine import Decision, Reconcile, ResultReceived, SagaView, Verdict, decide_all
 from kubesaga.models import (
     Command,
     CommandKind,
@@ -54,8 +54,12 @@ class Sim:
         return SagaView(REF, self.generation, self.spec, self.status)
 
     def feed(self, event: Reconcile | ResultReceived) -> Decision:
+        return self.feed_all([event])
+
+    def feed_all(self, events: list[Reconcile | ResultReceived]) -> Decision:
+        """One engine call for ``events``, as the operator makes for what queued up."""
         self.tokens += 1
-        decision = decide(self.view(), event, self.now, f"t{self.tokens}")
+        decision = decide_all(self.view(), events, self.now, f"t{self.tokens}")
         self.decisions.append(decision)
         if decision.changed:
             self.status = decision.status
@@ -93,9 +97,15 @@ class Sim:
         error: str = "boom",
         retryable: bool = False,
         error_type: str = "Error",
+        retry_after: float | None = None,
     ) -> Result:
         if not ok:
-            info = ErrorInfo(message=error, type=error_type, retryable=retryable)
+            info = ErrorInfo(
+                message=error,
+                type=error_type,
+                retryable=retryable,
+                retry_after_seconds=retry_after,
+            )
             return Result.answering(cmd, error=info)
         return Result.answering(cmd, output=output if output is not None else {"done": cmd.step})
 
@@ -137,6 +147,11 @@ class Sim:
 
     def sent_names(self, kind: CommandKind = CommandKind.EXECUTE) -> list[str]:
         return [c.step for c in self.sent if c.kind is kind]
+
+    def in_flight(self) -> list[Command]:
+        """What the last decision left unanswered, as a republish would send it again."""
+        in_flight = self.decisions[-1].in_flight
+        return in_flight.commands(in_flight.dispatch_ids)
 
 
 __all__ = ["REF", "T0", "Sim", "Verdict", "spec_of", "step"]

@@ -1,6 +1,10 @@
 """Property tests: random DAGs under random interleavings of results, duplicates, stale
 results, lost commands, timeouts and manual compensation. The engine's invariants must hold
-on every path, and every saga must end in a final phase once handlers answer."""
+on every path, and every saga must end in a final phase once handlers answer.
+
+Each path is run once with one event per engine call and once with random batches, since the
+operator always hands the engine whatever queued up while it was writing (results, duplicates
+and a Reconcile together, in any order)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubesaga.engine import StepGraph, Verdict, inflight_commands
+from kubesaga.engine import Reconcile, ResultReceived, StepGraph, Verdict
 from kubesaga.models import Command, CommandKind, SagaPhase, SagaStatus, StepPhase
 from tests.unit.sim import Sim, spec_of
 
@@ -116,20 +120,51 @@ class Checker:
             self.compensation_started = True
 
 
-def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int) -> Sim:
+def run_saga(
+    data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int, batches: bool = False
+) -> Sim:
     sim = Sim(spec_of(*steps))
     checker = Checker(sim)
     outstanding: list[Command] = []
     answered: list[Any] = []
+    sent_ids: set[str] = set()
 
-    def apply(action: Any) -> None:
+    def apply(action: Any, events: int = 1) -> None:
         before = sim.status
         decision = action()
-        if decision.verdict is not Verdict.APPLIED:
+        assert len(decision.judgements) == events
+        if all(j.verdict is not Verdict.APPLIED for j in decision.judgements):
             assert not decision.changed or before is None
         assert sim.status is not None
         checker.check(before, sim.status, list(decision.commands))
         outstanding.extend(decision.commands)
+        sent_ids.update(c.dispatch_id for c in decision.commands)
+        in_flight = set(decision.in_flight.dispatch_ids)
+        assert {c.dispatch_id for c in decision.commands} <= in_flight, "dispatched, not awaited"
+        assert in_flight <= sent_ids, "awaiting a result of a command never sent"
+
+    def answer(cmd: Command) -> Any:
+        outcome = data.draw(st.sampled_from(["ok", "ok", "retryable", "permanent"]))
+        result = sim.result_for(
+            cmd, ok=outcome == "ok", retryable=outcome == "retryable", output={"n": len(answered)}
+        )
+        answered.append(result)
+        return result
+
+    def deliver_batch() -> None:
+        """Some outstanding results, maybe a duplicate and a Reconcile, in a random order."""
+        size = data.draw(st.integers(1, min(4, len(outstanding))))
+        events: list[Reconcile | ResultReceived] = [
+            ResultReceived(answer(outstanding.pop(data.draw(st.integers(0, len(outstanding) - 1)))))
+            for _ in range(size)
+        ]
+        duplicate = data.draw(st.booleans())
+        if duplicate and answered:
+            events.append(ResultReceived(data.draw(st.sampled_from(answered))))
+        if data.draw(st.booleans()):
+            events.append(Reconcile())
+        events = data.draw(st.permutations(events))
+        apply(lambda: sim.feed_all(events), len(events))
 
     apply(sim.reconcile)
     for _ in range(chaos_moves):
@@ -149,16 +184,11 @@ def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int)
                 ]
             )
         )
-        if move == "answer" and outstanding:
+        if move == "answer" and outstanding and batches:
+            deliver_batch()
+        elif move == "answer" and outstanding:
             cmd = outstanding.pop(data.draw(st.integers(0, len(outstanding) - 1)))
-            outcome = data.draw(st.sampled_from(["ok", "ok", "retryable", "permanent"]))
-            result = sim.result_for(
-                cmd,
-                ok=outcome == "ok",
-                retryable=outcome == "retryable",
-                output={"n": len(answered)},
-            )
-            answered.append(result)
+            result = answer(cmd)
             apply(lambda r=result: sim.deliver(r))
         elif move == "duplicate" and answered:
             result = answered[data.draw(st.integers(0, len(answered) - 1))]
@@ -166,7 +196,7 @@ def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int)
         elif move == "lose" and outstanding:
             outstanding.pop(data.draw(st.integers(0, len(outstanding) - 1)))
         elif move == "republish":
-            outstanding.extend(inflight_commands(sim.view()))
+            outstanding.extend(sim.in_flight())
         elif move == "tick":
             seconds = data.draw(st.sampled_from([0.5, 1, 3, 11]))
             apply(lambda s=seconds: sim.advance(s))
@@ -175,11 +205,15 @@ def run_saga(data: st.DataObject, steps: list[dict[str, Any]], chaos_moves: int)
 
     # Handlers now answer everything, successfully; lost commands come back by republication.
     for _ in range(500):
-        if sim.phase().is_final and not inflight_commands(sim.view()):
+        if sim.phase().is_final and not sim.in_flight():
             break
         if not outstanding:
-            outstanding.extend(inflight_commands(sim.view()))
-        if outstanding:
+            outstanding.extend(sim.in_flight())
+        if outstanding and batches:
+            results = [ResultReceived(sim.result_for(c)) for c in outstanding]
+            outstanding.clear()
+            apply(lambda r=results: sim.feed_all(r), len(results))
+        elif outstanding:
             result = sim.result_for(outstanding.pop(0))
             apply(lambda r=result: sim.deliver(r))
         else:
@@ -224,3 +258,20 @@ def test_only_undoable_steps_are_compensated_and_each_once(
             assert not (s.phase is P.SUCCEEDED and spec.compensation is not None), (
                 f"{s.name} left succeeded in a compensated saga"
             )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), steps=sagas())
+def test_random_batches_keep_the_invariants_and_end_final(
+    data: st.DataObject, steps: list[dict[str, Any]]
+) -> None:
+    run_saga(data, steps, chaos_moves=60, batches=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), steps=sagas())
+def test_sagas_answered_successfully_in_batches_complete(
+    data: st.DataObject, steps: list[dict[str, Any]]
+) -> None:
+    sim = run_saga(data, steps, chaos_moves=0, batches=True)
+    assert sim.phase() is SagaPhase.COMPLETED

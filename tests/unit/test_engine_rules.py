@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from kubesaga.engine import Verdict, inflight_commands
+from kubesaga.engine import InvalidSpec, Reconcile, ResultReceived, Verdict, decide_all
 from kubesaga.models import CommandKind, SagaPhase, StepPhase, limits
-from tests.unit.sim import Sim, spec_of, step
+from tests.unit.sim import REF, T0, Sim, spec_of, step
 
 EXEC, COMP = CommandKind.EXECUTE, CommandKind.COMPENSATE
 
@@ -152,6 +152,33 @@ def test_backoff_grows_by_factor_and_is_capped() -> None:
         sim.now = decision.wake_at
         sim.reconcile()
     assert delays == [1, 3, 5, 5]
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "waited"),
+    [(30, 30), (0.5, 2), (600, 60)],
+    ids=["longer-than-backoff", "shorter-than-backoff-is-the-backoff", "capped-by-max-backoff"],
+)
+def test_a_handler_can_ask_for_a_later_retry_within_the_policy(
+    retry_after: float, waited: float
+) -> None:
+    sim = Sim(
+        spec_of(step("a", retry={"maxAttempts": 3, "backoffSeconds": 2, "maxBackoffSeconds": 60}))
+    )
+    sim.reconcile()
+    decision = sim.answer("a", ok=False, retryable=True, retry_after=retry_after)
+    assert decision.wake_at == sim.now + timedelta(seconds=waited)
+    assert sim.error("a").retry_after_seconds == retry_after, "status keeps what was asked"
+    assert f"retrying in {waited:g}s" in decision.transitions[0].message
+    assert sim.advance(waited - 0.1).commands == ()
+    assert [c.attempt for c in sim.advance(0.1).commands] == [2]
+
+
+def test_a_retry_after_does_not_buy_attempts_beyond_max_attempts() -> None:
+    sim = Sim(spec_of(step("a", retry={"maxAttempts": 1})))
+    sim.reconcile()
+    sim.answer("a", ok=False, retryable=True, retry_after=5)
+    assert sim.step("a").phase is StepPhase.FAILED
 
 
 def test_retryable_failure_fails_the_step_when_attempts_are_exhausted() -> None:
@@ -622,34 +649,106 @@ def test_attempts_count_from_one_in_status_and_command() -> None:
 # -- republication ------------------------------------------------------------------------
 
 
-def test_inflight_commands_rebuild_exactly_what_was_sent() -> None:
+def test_in_flight_commands_rebuild_exactly_what_was_sent() -> None:
     sim = Sim(
         spec_of(step("a", dependsOn=[]), step("b", dependsOn=[]), step("c", timeoutSeconds=9))
     )
     sim.reconcile()
     sent = {c.step: c for c in sim.sent}
-    again = {c.step: c for c in inflight_commands(sim.view())}
+    again = {c.step: c for c in sim.in_flight()}
     assert again == sent
     sim.answer("a")
-    assert [c.step for c in inflight_commands(sim.view())] == ["b"]
+    assert [c.step for c in sim.in_flight()] == ["b"]
 
 
-def test_inflight_commands_include_compensations_and_skip_backoff() -> None:
+def test_in_flight_includes_compensations_and_skips_backoff() -> None:
     sim = Sim(spec_of(step("a", dependsOn=[]), step("b", dependsOn=[], retry={"maxAttempts": 3})))
     sim.reconcile()
     sim.answer("b", ok=False, retryable=True)
-    assert [c.step for c in inflight_commands(sim.view())] == ["a"]
+    assert [c.step for c in sim.in_flight()] == ["a"]
     sim.request_compensation()
     sim.answer("a")
-    assert [(c.step, c.kind) for c in inflight_commands(sim.view())] == [("a", COMP)]
+    assert [(c.step, c.kind) for c in sim.in_flight()] == [("a", COMP)]
+
+
+def test_in_flight_names_what_is_unanswered_after_the_decision_and_nothing_else() -> None:
+    sim = Sim(spec_of(step("a", dependsOn=[]), step("b", dependsOn=[], timeoutSeconds=5)))
+    first = sim.reconcile()
+    assert set(first.in_flight.dispatch_ids) == {c.dispatch_id for c in first.commands}
+    decision = sim.answer("a")
+    assert decision.in_flight.dispatch_ids == (sim.command("b").dispatch_id,)
+    timed_out = sim.advance(5)
+    assert timed_out.in_flight.dispatch_ids == ()  # b timed out: nothing awaited, not even b
+
+
+def test_a_refused_saga_has_nothing_in_flight() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    assert sim.status is not None
+    broken = sim.status.model_copy(deep=True)
+    broken.steps[1].phase = StepPhase.RUNNING  # in flight by its looks, but never dispatched
+    sim.status = broken
+    decision = sim.reconcile()
+    assert sim.status.reason == "InvalidStatus"
+    assert decision.in_flight.dispatch_ids == () and sim.in_flight() == []
+
+
+def test_a_finished_saga_expires_ttl_seconds_after_it_finished() -> None:
+    sim = Sim(spec_of(step("a"), ttlSecondsAfterFinished=30))
+    assert sim.reconcile().expires_at is None
+    sim.now += timedelta(seconds=5)
+    finished = sim.answer("a")
+    assert sim.phase() is SagaPhase.COMPLETED
+    assert finished.expires_at == sim.now + timedelta(seconds=30)
+    sim.advance(10)
+    assert sim.decisions[-1].expires_at == finished.expires_at
+    assert Sim(spec_of(step("a"))).reconcile().expires_at is None
+
+
+def test_results_applied_are_timed_from_their_dispatch() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    sim.now += timedelta(seconds=2)
+    decision = sim.answer("order")
+    assert [(s.action, s.seconds) for s in decision.samples] == [("order.do", 2.0)]
+    assert sim.answer("order").samples == ()  # a duplicate is not timed again
+
+
+# -- a spec that does not parse ------------------------------------------------------------
+
+
+def test_an_unparseable_spec_fails_a_new_saga_and_refuses_its_results() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    result = ResultReceived(sim.result_for(sim.command("order")))
+    invalid = InvalidSpec(REF, 1, "steps.0.name: bad", None)
+    decision = decide_all(invalid, [Reconcile(), result], T0, "t")
+    assert decision.status.phase is SagaPhase.FAILED and decision.status.reason == "InvalidSpec"
+    assert "steps.0.name: bad" in decision.status.message
+    assert [(j.verdict, j.reason) for j in decision.judgements] == [
+        (Verdict.APPLIED, ""),
+        (Verdict.REJECTED, "saga spec is invalid"),
+    ]
+    assert [t.reason for t in decision.transitions] == ["InvalidSpec"]
+    assert decision.changed and not decision.commands and decision.in_flight.dispatch_ids == ()
+    again = decide_all(InvalidSpec(REF, 1, "steps.0.name: bad", decision.status), [result], T0, "t")
+    assert not again.changed and not again.transitions
+    assert again.verdict is Verdict.REJECTED
+
+
+def test_an_unparseable_spec_keeps_the_status_of_a_saga_that_already_ran() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    assert sim.status is not None
+    decision = decide_all(InvalidSpec(REF, 2, "spec: bad", sim.status), [Reconcile()], T0, "t")
+    assert decision.status.phase is SagaPhase.RUNNING
+    assert decision.status.observed_generation == 2 and not decision.transitions
 
 
 # -- batches and foreign statuses ----------------------------------------------------------
 
 
 def test_a_batch_records_every_result_before_dispatching() -> None:
-    from kubesaga.engine import ResultReceived, decide_all
-
     sim = Sim(
         spec_of(
             step("a", dependsOn=[]),
@@ -663,20 +762,18 @@ def test_a_batch_records_every_result_before_dispatching() -> None:
     decision = decide_all(
         sim.view(), [ResultReceived(ok_a), ResultReceived(failed_b)], sim.now, "t"
     )
-    assert [v for v, _ in decision.verdicts] == [Verdict.APPLIED, Verdict.APPLIED]
+    assert [j.verdict for j in decision.judgements] == [Verdict.APPLIED, Verdict.APPLIED]
     assert all(c.kind is COMP for c in decision.commands)
     assert decision.status.step("after_a").phase is StepPhase.SKIPPED
 
 
 def test_a_batch_gives_one_verdict_per_result() -> None:
-    from kubesaga.engine import ResultReceived, decide_all
-
     sim = order_saga()
     sim.reconcile()
     good = sim.result_for(sim.command("order"))
     forged = good.model_copy(update={"dispatch_id": "nope"})
     decision = decide_all(sim.view(), [ResultReceived(forged), ResultReceived(good)], sim.now, "t")
-    assert [v for v, _ in decision.verdicts] == [Verdict.REJECTED, Verdict.APPLIED]
+    assert [j.verdict for j in decision.judgements] == [Verdict.REJECTED, Verdict.APPLIED]
     assert [c.step for c in decision.commands] == ["inventory"]
 
 
@@ -709,9 +806,9 @@ def test_a_status_never_adopted_is_rebuilt_and_its_commands_never_republished() 
     assert sim.status is not None
     foreign = sim.status.model_copy(update={"observed_generation": None})
     sim.status = foreign
-    assert inflight_commands(sim.view()) == []
     decision = sim.reconcile()
     assert [c.step for c in decision.commands] == ["order"]
+    assert decision.in_flight.dispatch_ids == (sim.command("order").dispatch_id,)
     assert (
         sim.step("order").attempt == 1
         and sim.command("order").dispatch_id != foreign.steps[0].dispatch_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kubesaga.errors import PermanentError, RetryableError, SagaError, error_info
 from kubesaga.models import ErrorInfo
 
@@ -55,3 +57,18 @@ def test_error_info_maps_any_other_exception_to_permanent_with_its_class_name() 
 
 def test_error_info_of_an_exception_without_message_uses_the_class_name() -> None:
     assert error_info(ValueError()).message == "ValueError"
+
+
+def test_a_retryable_error_can_ask_for_a_later_retry() -> None:
+    exc = RetryableError("rate limited", type="TooManyRequests", retry_after=12.5)
+    assert exc.to_error_info() == ErrorInfo(
+        message="rate limited", type="TooManyRequests", retryable=True, retry_after_seconds=12.5
+    )
+    assert "retry_after=12.5" in repr(exc)
+    assert RetryableError("busy").to_error_info().retry_after_seconds is None
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 86401.0])
+def test_a_retry_after_out_of_bounds_is_refused_where_it_is_raised(bad: float) -> None:
+    with pytest.raises(ValueError, match="retry_after must be between 0 and 86400 seconds"):
+        RetryableError("busy", retry_after=bad)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kubesaga.broker import Disposition
-from kubesaga.models import CommandKind
+from kubesaga.models import CommandKind, Result, ResultStatus, SagaRef
 from kubesaga.operator import Orchestrator
 from kubesaga.operator.orchestrator import CONFLICT_BACKOFF_BASE
 from kubesaga.operator.ttl import TTL_RETRY_SECONDS
@@ -202,6 +202,55 @@ async def test_a_new_orchestrator_republishes_what_is_in_flight_once() -> None:
     first, again = rig.broker.published
     assert again.dispatch_id == first.dispatch_id
     await newcomer.close()
+
+
+async def test_a_new_orchestrator_sends_the_retry_of_a_timed_out_attempt_not_the_attempt() -> None:
+    """Resume is decided first: an attempt that timed out while no operator ran is retried by
+    the engine, and only what is still in flight afterwards is re-published."""
+    rig = Rig()
+    body = spec("a")
+    body["steps"][0] |= {"timeoutSeconds": 10, "retry": {"maxAttempts": 2, "backoffSeconds": 0}}
+    await started(rig, "s", body)
+    await rig.orchestrator.close()  # the operator is gone for longer than the timeout
+    rig.clock.advance(60)
+    newcomer = Orchestrator(rig.store, rig.broker, clock=rig.clock)
+    newcomer.observe(await rig.store.get(NS, "s"))
+    await newcomer.tasks.wait()
+    assert [c.attempt for c in rig.broker.sent("a")] == [1, 2]
+    await newcomer.close()
+
+
+async def test_a_redelivery_due_with_the_timeout_sends_the_retry_only() -> None:
+    rig = Rig(redeliver_after=10)
+    body = spec("a")
+    body["steps"][0] |= {"timeoutSeconds": 10, "retry": {"maxAttempts": 2, "backoffSeconds": 0}}
+    await started(rig, "s", body)
+    await rig.advance(10)
+    assert [c.attempt for c in rig.broker.sent("a")] == [1, 2]
+
+
+async def test_a_spec_that_does_not_parse_fails_the_saga_and_its_results_are_dead_lettered() -> (
+    None
+):
+    rig = Rig()
+    await started(rig, "s", {"steps": [{"name": "Not A Name", "action": "a.do"}]})
+    status = rig.store.status("s")
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    uid = rig.store.objects[(NS, "s")]["metadata"]["uid"]
+    result = Result(
+        dispatch_id=f"{uid}/a/execute/1/x",
+        saga=SagaRef(namespace=NS, name="s", uid=uid),
+        step="a",
+        kind=CommandKind.EXECUTE,
+        attempt=1,
+        status=ResultStatus.SUCCEEDED,
+    )
+    outcome = await rig.orchestrator.on_result(result)
+    assert (outcome.disposition, outcome.reason) == (
+        Disposition.DEAD_LETTER,
+        "saga spec is invalid",
+    )
+    assert rig.broker.published == [] and rig.store.status_writes == 1
 
 
 async def test_a_failed_step_is_compensated() -> None:

@@ -41,15 +41,24 @@ WORKER_API = [
 def test_public_names_are_pinned() -> None:
     assert sorted(kubesaga.__all__) == sorted(
         [
+            "AsyncSagaClient",
+            "AsyncSagaHandle",
             "PermanentError",
             "RetryPolicy",
             "RetryableError",
             "Saga",
+            "SagaAlreadyExists",
+            "SagaApiError",
             "SagaClient",
+            "SagaClientError",
             "SagaError",
+            "SagaHandle",
+            "SagaInvalid",
+            "SagaNotFound",
             "SagaPhase",
             "SagaSpec",
             "SagaStatus",
+            "SagaTimeout",
             "StepContext",
             "StepPhase",
             "StepSpec",
@@ -138,9 +147,18 @@ def test_importing_the_worker_sdk_loads_no_kubernetes_client_and_no_kopf() -> No
 
 
 def test_importing_kubesaga_loads_nothing_until_a_name_is_used() -> None:
-    assert not _modules_after("import kubesaga") & {"kubernetes_asyncio", "pydantic", "kopf"}
-    assert "kubernetes_asyncio" in _modules_after("from kubesaga import SagaClient")
+    loaded = _modules_after("import kubesaga")
+    assert not loaded & {"kubernetes", "kubernetes_asyncio", "pydantic", "kopf"}, loaded
 
 
 def test_importing_the_sdk_does_not_import_kopf() -> None:
     assert "kopf" not in _modules_after("import kubesaga; kubesaga.SagaClient; kubesaga.Worker")
+
+
+def test_the_client_errors_and_handles_load_no_kubernetes_client() -> None:
+    """A web app catching ``SagaNotFound`` pays for no Kubernetes package until a client is
+    used; each client loads only its own package."""
+    light = _modules_after("from kubesaga import SagaNotFound, SagaHandle, AsyncSagaHandle")
+    assert not light & {"kubernetes", "kubernetes_asyncio"}, light
+    assert "kubernetes" in _modules_after("from kubesaga import SagaClient")
+    assert "kubernetes_asyncio" in _modules_after("from kubesaga import AsyncSagaClient")

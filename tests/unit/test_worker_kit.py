@@ -49,6 +49,10 @@ def make_worker() -> Worker:
     async def busy(ctx: StepContext) -> dict[str, Any]:
         raise RetryableError("inventory locked", type="InventoryLocked")
 
+    @worker.step("orders.throttled")
+    async def throttled(ctx: StepContext) -> dict[str, Any]:
+        raise RetryableError("rate limited", type="TooManyRequests", retry_after=30)
+
     @worker.step("orders.declined")
     async def declined(ctx: StepContext) -> dict[str, Any]:
         raise PermanentError("card declined", type="PaymentDeclined")
@@ -121,6 +125,12 @@ async def test_retryable_error_gives_a_retryable_failure() -> None:
     assert result.error == ErrorInfo(
         message="inventory locked", type="InventoryLocked", retryable=True
     )
+
+
+async def test_a_retry_after_travels_in_the_result() -> None:
+    result = await run_handler(WORKER, "orders.throttled")
+    assert result.error is not None and result.error.retry_after_seconds == 30
+    assert '"retryAfterSeconds":30' in result.model_dump_json(by_alias=True)
 
 
 async def test_permanent_error_gives_a_permanent_failure() -> None:

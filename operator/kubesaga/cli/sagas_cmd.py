@@ -14,13 +14,11 @@ T = TypeVar("T")
 
 
 def _run(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(client)`` with a connected SagaClient; configuration errors exit cleanly."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    from kubesaga.client import SagaClient
+    """Run ``work(client)`` with a connected AsyncSagaClient; its errors exit with their message."""
+    from kubesaga.client import AsyncSagaClient, SagaClientError
 
     async def main() -> T:
-        client = await SagaClient.connect()
+        client = await AsyncSagaClient.connect()
         async with client:
             return await work(client)
 
@@ -29,9 +27,8 @@ def _run(work: Callable[[Any], Awaitable[T]]) -> T:
     except RuntimeError as error:
         typer.echo(f"kubesaga: {error}", err=True)
         raise typer.Exit(2) from error
-    except ApiException as error:
-        body = error.body.decode() if isinstance(error.body, bytes) else error.body
-        typer.echo(f"kubesaga: the API refused: {error.status} {error.reason}\n{body}", err=True)
+    except SagaClientError as error:
+        typer.echo(f"kubesaga: {error}", err=True)
         raise typer.Exit(1) from error
 
 
@@ -88,10 +85,10 @@ def get(
     async def work(client: Any) -> None:
         console = make_console()
         if name:
-            console.print(saga_tree(await client.get(name, namespace=namespace)))
+            console.print(saga_tree((await client.get(name, namespace=namespace)).saga))
         else:
             sagas = await client.list_sagas(namespace=namespace, all_namespaces=all_namespaces)
-            console.print(saga_table(sagas))
+            console.print(saga_table([handle.saga for handle in sagas]))
 
     _run(work)
 

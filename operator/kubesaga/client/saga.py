@@ -1,11 +1,19 @@
-"""A Saga as the client sees it, with the seed Manager's helper methods."""
+"""A Saga as the client sees it at one moment, with the seed Manager's helper methods.
+
+A ``Saga`` is an immutable snapshot (what one read or watch event returned); a ``SagaHandle``
+refers to the live object and holds the latest snapshot. Imports no Kubernetes client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from kubesaga.models import SagaPhase, SagaSpec, SagaStatus, StepPhase, parse_spec, parse_status
-from kubesaga.store import SagaObject
+
+if TYPE_CHECKING:
+    from kubesaga.store import SagaObject
 
 
 @dataclass(frozen=True)
@@ -19,16 +27,30 @@ class Saga:
     spec: SagaSpec
     status: SagaStatus | None
 
+    resource_version: str = ""
+    """The object's version when this snapshot was taken (where a watch can start from)."""
+    deleting: bool = False
+    """Deletion was requested (metadata.deletionTimestamp is set)."""
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Saga:
+        """Parse a Saga object as the apiserver returns it (a dict, from either client)."""
+        metadata: Mapping[str, Any] = raw.get("metadata") or {}
+        return cls(
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            uid=str(metadata.get("uid", "")),
+            generation=int(metadata.get("generation") or 1),
+            spec=parse_spec(raw.get("spec")),
+            status=parse_status(raw.get("status")),
+            resource_version=str(metadata.get("resourceVersion", "")),
+            deleting=bool(metadata.get("deletionTimestamp")),
+        )
+
     @classmethod
     def of(cls, obj: SagaObject) -> Saga:
-        return cls(
-            namespace=obj.namespace,
-            name=obj.name,
-            uid=obj.uid,
-            generation=obj.generation,
-            spec=parse_spec(obj.spec),
-            status=parse_status(obj.status),
-        )
+        """Parse the store's ``SagaObject`` (the operator side's wrapper of the same dict)."""
+        return cls.from_raw(obj.raw)
 
     @property
     def phase(self) -> SagaPhase:

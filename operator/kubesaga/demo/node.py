@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kubesaga.client import SagaClient
+from kubesaga.client import AsyncSagaClient
 from kubesaga.demo.examples import DemoError, find_repo, load_examples, select_examples
 from kubesaga.demo.platform import parse_exports
 from kubesaga.demo.sagas import DemoOptions, Run, run_sagas
@@ -154,7 +154,7 @@ async def run_on_node(options: DemoOptions, console: Console) -> int:
         examples = select_examples(load_examples(repo / "examples"), options.only)
         node = await _start_node(run, repo / "hack" / "cluster.sh")
         await _install(run, node, repo)
-        saga_client = await SagaClient.connect(node.kubeconfig, options.namespace)
+        saga_client = await AsyncSagaClient.connect(node.kubeconfig, options.namespace)
         try:
             ok = await run_sagas(run, saga_client.api, examples)
         finally:

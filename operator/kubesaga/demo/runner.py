@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kubesaga.client import SagaClient
+from kubesaga.client import AsyncSagaClient
 from kubesaga.demo.cluster import apply_crd, ensure_namespace
 from kubesaga.demo.examples import Example, find_repo, load_examples, select_examples
 from kubesaga.demo.node import run_on_node
@@ -73,7 +73,7 @@ async def _run(run: LocalRun) -> int:
     platform = run.platform
 
     t1 = time.monotonic()
-    saga_client = await SagaClient.connect(platform.kubeconfig, options.namespace)
+    saga_client = await AsyncSagaClient.connect(platform.kubeconfig, options.namespace)
     api = saga_client.api
     try:
         out.print("[bold]Installing the Saga CRD[/] (server-side apply, waiting for Established)")

@@ -1,11 +1,16 @@
 """The pure saga engine: every saga rule, no I/O, no clock, no randomness."""
 
-from kubesaga.engine.commands import inflight_commands, make_dispatch_id
-from kubesaga.engine.decide import decide, decide_all, reject_spec
+from kubesaga.engine.commands import make_dispatch_id
+from kubesaga.engine.decide import decide, decide_all
 from kubesaga.engine.graph import StepGraph, find_cycle, spec_problem, status_problem
 from kubesaga.engine.types import (
     Decision,
+    Dispatched,
     Event,
+    InFlight,
+    InvalidSpec,
+    Judgement,
+    LatencySample,
     Reconcile,
     ResultReceived,
     SagaView,
@@ -15,7 +20,12 @@ from kubesaga.engine.types import (
 
 __all__ = [
     "Decision",
+    "Dispatched",
     "Event",
+    "InFlight",
+    "InvalidSpec",
+    "Judgement",
+    "LatencySample",
     "Reconcile",
     "ResultReceived",
     "SagaView",
@@ -25,9 +35,7 @@ __all__ = [
     "decide",
     "decide_all",
     "find_cycle",
-    "inflight_commands",
     "make_dispatch_id",
-    "reject_spec",
     "spec_problem",
     "status_problem",
 ]

@@ -6,8 +6,7 @@ import hashlib
 import hmac
 from typing import TypeGuard
 
-from kubesaga.engine.graph import StepGraph, status_problem
-from kubesaga.engine.types import SagaView
+from kubesaga.engine.graph import StepGraph
 from kubesaga.models import (
     AttemptStatus,
     Command,
@@ -15,8 +14,8 @@ from kubesaga.models import (
     SagaRef,
     SagaSpec,
     SagaStatus,
-    StepPhase,
     StepSpec,
+    StepStatus,
 )
 
 
@@ -33,6 +32,21 @@ def make_dispatch_id(uid: str, step: str, kind: CommandKind, attempt: int, token
     return f"{prefix}/{secret}"
 
 
+def attempt_of(step: StepStatus, kind: CommandKind) -> AttemptStatus | None:
+    """The attempt a command of ``kind`` belongs to: the action's or the compensation's."""
+    return step.execution if kind is CommandKind.EXECUTE else step.compensation
+
+
+def awaiting_result(attempt: AttemptStatus | None) -> TypeGuard[AttemptStatus]:
+    """A command was dispatched and neither its result nor its timeout was recorded yet."""
+    return (
+        attempt is not None
+        and attempt.dispatch_id is not None
+        and attempt.next_attempt_at is None
+        and attempt.finished_at is None
+    )
+
+
 def build_command(
     ref: SagaRef,
     spec: SagaSpec,
@@ -46,7 +60,7 @@ def build_command(
     Built from status alone, so a command re-published after a crash is identical to the first.
     """
     st = status.step(step.name)
-    attempt: AttemptStatus | None = st if kind is CommandKind.EXECUTE else st.compensation
+    attempt = attempt_of(st, kind)
     assert attempt is not None and attempt.dispatch_id is not None
     action = step.action if kind is CommandKind.EXECUTE else step.compensation
     assert action is not None
@@ -68,41 +82,4 @@ def build_command(
         output=st.output if kind is CommandKind.COMPENSATE else None,
         deadline=attempt.attempt_deadline,
         dispatched_at=attempt.dispatched_at,
-    )
-
-
-def inflight_commands(saga: SagaView) -> list[Command]:
-    """Commands dispatched but not answered: re-published on resume or after a quiet interval.
-
-    They carry the same dispatch ids as before, so a handler that already ran one can tell.
-    """
-    if saga.status is None or saga.status.observed_generation is None:
-        return []  # a status the operator never adopted: nothing of it was dispatched by us
-    if status_problem(saga.spec, saga.status) is not None:
-        return []
-    graph = StepGraph.of(saga.spec)
-    commands: list[Command] = []
-    for st in saga.status.steps:
-        try:
-            spec = saga.spec.step(st.name)
-        except KeyError:
-            continue
-        if st.phase is StepPhase.RUNNING and in_flight(st):
-            commands.append(
-                build_command(saga.ref, saga.spec, graph, saga.status, spec, CommandKind.EXECUTE)
-            )
-        if st.phase is StepPhase.COMPENSATING and in_flight(st.compensation):
-            commands.append(
-                build_command(saga.ref, saga.spec, graph, saga.status, spec, CommandKind.COMPENSATE)
-            )
-    return commands
-
-
-def in_flight(attempt: AttemptStatus | None) -> TypeGuard[AttemptStatus]:
-    """A command was dispatched and neither its result nor its timeout was recorded yet."""
-    return (
-        attempt is not None
-        and attempt.dispatch_id is not None
-        and attempt.next_attempt_at is None
-        and attempt.finished_at is None
     )

@@ -15,6 +15,8 @@ MAX_ERROR_MESSAGE_CHARS = 1024
 MAX_ERROR_TYPE_CHARS = 200
 MAX_STATUS_MESSAGE_CHARS = 4096
 MAX_ATTEMPTS = 100
+MAX_RETRY_AFTER_SECONDS = 86400.0
+"""The longest delay a handler may ask for (a retry policy's maxBackoffSeconds bounds it too)."""
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"

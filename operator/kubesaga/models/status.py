@@ -49,6 +49,10 @@ class ErrorInfo(WireModel):
     """Error class or code, e.g. PaymentDeclined, Timeout, OutputTooLarge."""
     retryable: bool = False
     """Whether the retry policy may try again."""
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=limits.MAX_RETRY_AFTER_SECONDS)
+    """A retryable error's wish for the next attempt's delay (e.g. a rate limit's Retry-After).
+    The engine waits the longer of it and the policy's backoff, but never more than the policy's
+    maxBackoffSeconds: the step's policy stays in charge."""
 
 
 class StatusModel(WireModel):
@@ -94,6 +98,18 @@ class StepStatus(AttemptStatus):
     """What the action returned; kept through compensation."""
     compensation: CompensationStatus | None = None
     """Progress of the compensation, once it started."""
+
+    @property
+    def execution(self) -> AttemptStatus:
+        """The attempt of the step's action, as ``compensation`` is the attempt of its undo.
+
+        The wire format puts the action's attempt fields in the step itself
+        (``status.steps[].attempt``, ``.dispatchId``, ...), which is why this class extends
+        ``AttemptStatus``; changing that would break every status already written. Code that
+        works on an attempt takes ``step.execution`` or ``step.compensation``, never the step,
+        so it always says which of the two it means.
+        """
+        return self
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -13,16 +13,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from kubesaga.engine import SagaView
+from kubesaga.engine import InvalidSpec, SagaView
 from kubesaga.models import SagaPhase, SagaRef, SagaStatus, parse_spec, parse_status
 from kubesaga.store import SagaObject
 
 Key = tuple[str, str]
 FINAL_PHASES = frozenset(phase.value for phase in SagaPhase if phase.is_final)
-
-
-class InvalidSpec(str):
-    """Why a saga's spec cannot be parsed (one line per problem, joined)."""
 
 
 class SagaCache:
@@ -56,14 +52,6 @@ class SagaCache:
         known = self._copies.get(written.key)
         if known is None or written.newer_than(known):
             self._copies[written.key] = written
-
-    @staticmethod
-    def readable_status(obj: SagaObject) -> SagaStatus | None:
-        """The status of a saga whose spec is invalid, if it parses (it is kept, not reset)."""
-        try:
-            return parse_status(obj.status)
-        except ValidationError:
-            return None
 
     def forget(self, key: Key) -> None:
         self._copies.pop(key, None)
@@ -101,6 +89,11 @@ class SagaCache:
 
     @staticmethod
     def _parse(obj: SagaObject, previous: SagaView | InvalidSpec | None) -> SagaView | InvalidSpec:
+        ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+        try:
+            status = parse_status(obj.status)
+        except ValidationError:
+            status = None  # an unreadable status (hand-edited?) is rebuilt from the spec
         if (
             isinstance(previous, SagaView)
             and previous.ref.uid == obj.uid
@@ -111,14 +104,8 @@ class SagaCache:
             try:
                 spec = parse_spec(obj.spec)
             except ValidationError as error:
-                return InvalidSpec(
-                    "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-                    )
+                problem = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
                 )
-        try:
-            status = parse_status(obj.status)
-        except ValidationError:
-            status = None  # an unreadable status (hand-edited?) is rebuilt from the spec
-        ref = SagaRef(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+                return InvalidSpec(ref, obj.generation, problem, status)
         return SagaView(ref=ref, generation=obj.generation, spec=spec, status=status)

@@ -14,16 +14,7 @@ import secrets
 from collections.abc import Callable
 
 from kubesaga.broker import Outcome
-from kubesaga.engine import (
-    Decision,
-    Event,
-    Reconcile,
-    ResultReceived,
-    SagaView,
-    Verdict,
-    decide_all,
-    reject_spec,
-)
+from kubesaga.engine import Decision, Event, Reconcile, ResultReceived, Verdict, decide_all
 from kubesaga.models import Result
 from kubesaga.operator.cache import Key, SagaCache
 from kubesaga.operator.clock import Clock, SystemClock
@@ -32,7 +23,7 @@ from kubesaga.operator.mailbox import Mailboxes
 from kubesaga.operator.metrics import Metrics
 from kubesaga.operator.outbox import Outbox
 from kubesaga.operator.ports import Publisher, Sagas
-from kubesaga.operator.reporting import invalid_spec_verdicts, log_transitions, outcome, record
+from kubesaga.operator.reporting import log_transitions, outcome, record
 from kubesaga.operator.tasks import TaskSet
 from kubesaga.operator.timers import Timers, plan
 from kubesaga.operator.ttl import TTL_RETRY_SECONDS, delete_expired
@@ -96,7 +87,6 @@ class Orchestrator:
         """A watch event: keep the newest copy and look at the saga again."""
         if self.cache.offer(obj):
             self.mailboxes.put(obj.key, Reconcile())
-            self._resume(obj)
 
     def forget(self, key: Key) -> None:
         """The saga was deleted."""
@@ -126,7 +116,8 @@ class Orchestrator:
             if obj is None:
                 return [outcome(self.metrics, event, None, key) for event in events]
             decision = self._decide(obj, events)
-            if not reread and any(v is Verdict.REJECTED for v, _ in decision.verdicts):
+            self.outbox.decided(key, decision)
+            if not reread and any(j.verdict is Verdict.REJECTED for j in decision.judgements):
                 # Judged on the watch's copy, which can lag the write of another replica (the
                 # one that dispatched this command): refuse a result only on the latest copy.
                 reread = True
@@ -151,8 +142,8 @@ class Orchestrator:
                 self.cache.wrote(obj, written, decision.status)
             await self._after_write(key, written, decision)
             return [
-                outcome(self.metrics, event, verdict, key)
-                for verdict, event in zip(decision.verdicts, events, strict=True)
+                outcome(self.metrics, event, judgement, key)
+                for judgement, event in zip(decision.judgements, events, strict=True)
             ]
         log.warning("saga %s/%s: too many write conflicts; will retry", *key)
         return [Outcome.requeue("too many write conflicts")] * len(events)
@@ -166,7 +157,6 @@ class Orchestrator:
         except NotFound:
             return None
         self.cache.offer(obj)
-        self._resume(obj)
         return obj
 
     async def _refresh(self, key: Key) -> SagaObject | None:
@@ -180,32 +170,27 @@ class Orchestrator:
 
     def _decide(self, obj: SagaObject, events: list[Event]) -> Decision:
         """One engine call for the whole batch: results recorded first, then one step forward."""
-        view = self.cache.view(obj)
-        if isinstance(view, SagaView):
-            return decide_all(view, events, self.clock.now(), self.token())
-        decision = reject_spec(
-            self.cache.readable_status(obj), obj.generation, view, self.clock.now()
-        )
-        return invalid_spec_verdicts(decision, events)
+        return decide_all(self.cache.view(obj), events, self.clock.now(), self.token())
 
     async def _after_write(self, key: Key, obj: SagaObject, decision: Decision) -> None:
-        if decision.commands:
-            await self.outbox.publish(key, list(decision.commands))
+        redeliver_at = await self.outbox.after_write(key, decision)
         record(self.metrics, decision)
         if self.events is not None:
             self.events.post(obj, decision.transitions)
         log_transitions(obj, decision.transitions)
-        await self._plan(key, obj, decision)
+        await self._plan(key, obj, decision, redeliver_at)
 
     # -- the next look: timers, redelivery, TTL ----------------------------------------------
 
-    async def _plan(self, key: Key, obj: SagaObject, decision: Decision) -> None:
-        view = self.cache.view(obj)
-        if not isinstance(view, SagaView) or view.status is None:
-            return
-        redeliver_at = self.outbox.track(view)
+    async def _plan(
+        self, key: Key, obj: SagaObject, decision: Decision, redeliver_at: float | None
+    ) -> None:
         next_look = plan(
-            view, decision.wake_at, redeliver_at, self.clock.now(), self.clock.monotonic()
+            decision.wake_at,
+            decision.expires_at,
+            redeliver_at,
+            self.clock.now(),
+            self.clock.monotonic(),
         )
         if next_look.expired:
             if await delete_expired(self.store, obj):
@@ -221,20 +206,6 @@ class Orchestrator:
         self.timers.arm(key, self.clock.monotonic() + REPUBLISH_RETRY_SECONDS)
 
     def _wake(self, key: Key) -> None:
-        """A timer fired: re-publish what has gone unanswered too long, then look again."""
-        obj = self.cache.get(key)
-        if obj is not None:
-            view = self.cache.view(obj)
-            if isinstance(view, SagaView):
-                self.outbox.republish(view, only_stale=True)
+        """A timer fired: look again. The engine decides first (an attempt may have timed out);
+        after it, the outbox re-publishes what is still unanswered and due."""
         self.mailboxes.put(key, Reconcile())
-
-    def _resume(self, obj: SagaObject) -> None:
-        """First look at a saga in this process: the outbox re-publishes what is in flight."""
-        try:
-            view = self.cache.view(obj)
-        except Exception:  # never let one odd saga stop the watch or its own reconcile
-            log.exception("reading %s/%s failed", obj.namespace, obj.name)
-            return
-        if isinstance(view, SagaView):
-            self.outbox.resume(view)

@@ -3,8 +3,10 @@
 Status is the outbox: commands are published only after the write that records them, so a
 process that dies in between, a publish that fails, or a message the broker loses leaves a
 dispatch in status with no command on the wire. Those are re-published with the same dispatch
-ids (handlers and the engine recognise repeats): on the first look at a saga in this process,
-and when a command has gone unanswered for ``redeliver_after`` seconds.
+ids (handlers and the engine recognise repeats), always after the engine decided (so an attempt
+that timed out meanwhile is retried, not re-sent): on this process's first decision about a
+saga, and when a command has gone unanswered for ``redeliver_after`` seconds. The engine's
+``Decision.in_flight`` says what is unanswered; nothing here reads status.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from kubesaga.engine import SagaView, inflight_commands
+from kubesaga.engine import Decision
 from kubesaga.models import Command
 from kubesaga.operator.cache import Key
 from kubesaga.operator.clock import Clock
@@ -22,10 +24,6 @@ from kubesaga.operator.ports import Publisher
 from kubesaga.operator.tasks import TaskSet
 
 log = logging.getLogger("kubesaga.operator")
-
-
-def key_of(view: SagaView) -> Key:
-    return view.ref.namespace, view.ref.name
 
 
 class Redelivery:
@@ -92,8 +90,10 @@ class Outbox:
         self.tasks = tasks
         self.redelivery = Redelivery(redeliver_after, retry_failed)
         self.on_failure = on_failure
-        self.seen: set[Key] = set()
-        """Sagas this process has looked at; the first look re-publishes in-flight commands."""
+        self._seen: set[Key] = set()
+        """Sagas this process has decided about."""
+        self._resume: dict[Key, set[str]] = {}
+        """Dispatch ids to re-publish after the next write, from a first decision."""
 
     async def publish(self, key: Key, commands: list[Command]) -> None:
         try:
@@ -108,39 +108,40 @@ class Outbox:
         for command in commands:
             self.metrics.commands.labels(kind=command.kind.value).inc()
 
-    def track(self, view: SagaView) -> float | None:
-        """After a decision: when the oldest command still in flight is due for redelivery."""
-        inflight = (c.dispatch_id for c in inflight_commands(view))
-        return self.redelivery.track(key_of(view), inflight, self.clock.monotonic())
+    def decided(self, key: Key, decision: Decision) -> None:
+        """Told of every decision, written or not: the first about a saga in this process names
+        what to re-publish once a decision about it is written.
 
-    def resume(self, view: SagaView) -> None:
-        """First look at a saga in this process: re-publish everything in flight.
-
-        A previous operator may have died between recording a dispatch and publishing it.
+        That is what was in flight in the first copy this process decided on (a previous
+        operator may have died between recording those dispatches and publishing them), not
+        what this process dispatched itself, nor what another replica dispatched later.
         """
-        if key_of(view) not in self.seen:
-            self.seen.add(key_of(view))
-            self.republish(view, only_stale=False)
+        if key not in self._seen:
+            self._seen.add(key)
+            new = {c.dispatch_id for c in decision.commands}
+            self._resume[key] = {i for i in decision.in_flight.dispatch_ids if i not in new}
 
-    def republish(self, view: SagaView, only_stale: bool) -> None:
-        key = key_of(view)
-        try:
-            now = self.clock.monotonic()
-            due = [
-                c
-                for c in inflight_commands(view)
-                if not only_stale or self.redelivery.due(key, c.dispatch_id, now)
-            ]
-        except Exception:  # never let one odd saga stop the watch or its own reconcile
-            log.exception("re-publishing for %s/%s failed", *key)
-            return
+    async def after_write(self, key: Key, decision: Decision) -> float | None:
+        """Publish the decided commands, re-publish the due ones; return when the oldest command
+        still unanswered is due for redelivery (monotonic), or None."""
+        if decision.commands:
+            await self.publish(key, list(decision.commands))
+        now = self.clock.monotonic()
+        resume = self._resume.pop(key, set())
+        in_flight = decision.in_flight
+        due = {i for i in in_flight.dispatch_ids if i in resume or self.redelivery.due(key, i, now)}
         if due:
-            log.info("%s/%s: re-publishing %d in-flight commands", *key, len(due))
-            # Counted from the attempt, not the confirm: otherwise every look at the saga while
-            # the confirm is pending finds the command still due and sends it again.
-            self.redelivery.published(key, (c.dispatch_id for c in due), now)
-            self.tasks.spawn(self.publish(key, due), name=f"republish {key[0]}/{key[1]}")
+            self._republish(key, in_flight.commands(due), now)
+        return self.redelivery.track(key, in_flight.dispatch_ids, now)
+
+    def _republish(self, key: Key, commands: list[Command], now: float) -> None:
+        log.info("%s/%s: re-publishing %d in-flight commands", *key, len(commands))
+        # Counted from the attempt, not the confirm: otherwise every look at the saga while the
+        # confirm is pending finds the command still due and sends it again.
+        self.redelivery.published(key, (c.dispatch_id for c in commands), now)
+        self.tasks.spawn(self.publish(key, commands), name=f"republish {key[0]}/{key[1]}")
 
     def forget(self, key: Key) -> None:
         self.redelivery.forget(key)
-        self.seen.discard(key)
+        self._seen.discard(key)
+        self._resume.pop(key, None)

@@ -6,10 +6,9 @@ Kept apart from the loop so ``orchestrator.py`` reads as read, decide, write, pu
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from kubesaga.broker import Outcome
-from kubesaga.engine import Decision, Event, ResultReceived, Transition, Verdict
+from kubesaga.engine import Decision, Event, Judgement, ResultReceived, Transition, Verdict
 from kubesaga.operator.cache import Key
 from kubesaga.operator.metrics import Metrics
 from kubesaga.store import SagaObject
@@ -17,35 +16,22 @@ from kubesaga.store import SagaObject
 log = logging.getLogger("kubesaga.operator")
 
 
-def outcome(
-    metrics: Metrics, event: Event, verdict: tuple[Verdict, str] | None, key: Key
-) -> Outcome:
-    """How the broker should settle ``event``'s message; ``verdict`` None: the saga is gone."""
+def outcome(metrics: Metrics, event: Event, judgement: Judgement | None, key: Key) -> Outcome:
+    """How the broker should settle ``event``'s message; ``judgement`` None: the saga is gone."""
     if not isinstance(event, ResultReceived):
         return Outcome.ack()
-    if verdict is None:
+    if judgement is None:
         metrics.results.labels(verdict=Verdict.REJECTED.value).inc()
         return Outcome.dead_letter(f"saga {key[0]}/{key[1]} not found")
-    metrics.results.labels(verdict=verdict[0].value).inc()
-    if verdict[0] is Verdict.REJECTED:
-        return Outcome.dead_letter(verdict[1])
+    metrics.results.labels(verdict=judgement.verdict.value).inc()
+    if judgement.verdict is Verdict.REJECTED:
+        return Outcome.dead_letter(judgement.reason)
     return Outcome.ack()
 
 
-def invalid_spec_verdicts(decision: Decision, events: list[Event]) -> Decision:
-    """A saga with an unparseable spec refuses every result (``reject_spec`` judges none)."""
-    verdicts = tuple(
-        (Verdict.REJECTED, "saga spec is invalid")
-        if isinstance(event, ResultReceived)
-        else (Verdict.APPLIED, "")
-        for event in events
-    )
-    return replace(decision, verdicts=verdicts)
-
-
 def record(metrics: Metrics, decision: Decision) -> None:
-    for action, seconds in decision.samples:
-        metrics.step_seconds.labels(action=action).observe(seconds)
+    for sample in decision.samples:
+        metrics.step_seconds.labels(action=sample.action).observe(sample.seconds)
 
 
 def log_transitions(obj: SagaObject, transitions: tuple[Transition, ...]) -> None:

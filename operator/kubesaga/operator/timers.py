@@ -1,18 +1,17 @@
 """When to look at a saga again: engine wake-ups, redelivery and TTL, as one timer per saga.
 
 The absolute times live in status (backoff, attempt timeouts, the saga deadline, when it
-finished), so a restarted operator re-arms them from what it reads; only redelivery counts from
-this process's own publishes (``outbox.py``). ``plan`` is pure: it names the earliest reason to
-wake, and the loop acts on it.
+finished), so a restarted operator re-arms them from what the engine decides on what it reads;
+only redelivery counts from this process's own publishes (``outbox.py``). ``plan`` is pure: it
+names the earliest reason to wake, and the loop acts on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from kubesaga.engine import SagaView
 from kubesaga.operator.cache import Key
 from kubesaga.operator.clock import Cancellable, Clock
 
@@ -25,22 +24,18 @@ class Plan:
     """The saga's TTL has passed: delete it now."""
 
 
-def ttl_expiry(view: SagaView) -> datetime | None:
-    """When a finished saga is to be deleted (``ttlSecondsAfterFinished``), else None."""
-    status, ttl = view.status, view.spec.ttl_seconds_after_finished
-    if status is None or ttl is None or not status.phase.is_final or status.finished_at is None:
-        return None
-    return status.finished_at + timedelta(seconds=ttl)
-
-
 def plan(
-    view: SagaView,
     wake_at: datetime | None,
+    expires_at: datetime | None,
     redeliver_at: float | None,
     now: datetime,
     now_mono: float,
 ) -> Plan:
-    """The earliest of: the engine's ``wake_at``, the redelivery due time, the TTL expiry."""
+    """The earliest of: the engine's ``wake_at``, the redelivery due time, the TTL expiry.
+
+    ``wake_at`` and ``expires_at`` come from the engine's decision in wall time; timers count in
+    monotonic time, which never jumps when the host's clock is corrected.
+    """
 
     def mono(when: datetime) -> float:
         return now_mono + max((when - now).total_seconds(), 0.0)
@@ -48,11 +43,10 @@ def plan(
     candidates = [] if redeliver_at is None else [redeliver_at]
     if wake_at is not None:
         candidates.append(mono(wake_at))
-    expiry = ttl_expiry(view)
-    if expiry is not None:
-        if expiry <= now:
+    if expires_at is not None:
+        if expires_at <= now:
             return Plan(None, expired=True)
-        candidates.append(mono(expiry))
+        candidates.append(mono(expires_at))
     return Plan(min(candidates) if candidates else None)
 
 

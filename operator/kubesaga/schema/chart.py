@@ -1,7 +1,7 @@
 """Rendering the chart's values.yaml and values.schema.json from ``kubesaga.schema.values``.
 
 Both files are committed (a chart must work from a copy of its folder) and drift-checked by
-``tests/unit/test_chart_values.py``; regenerate them with ``kubesaga chart-values``.
+``tests/unit/test_settings.py``; regenerate them with ``kubesaga chart-values``.
 """
 
 from __future__ import annotations

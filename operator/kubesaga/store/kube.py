@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, config
 
+from kubesaga.store.config_source import IN_CLUSTER, config_source
+
 
 async def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
     """Where the Kubernetes API is and how to authenticate: the one answer for the whole process.
@@ -16,27 +18,18 @@ async def load_configuration(kubeconfig: str | None = None) -> client.Configurat
     reach the same cluster as the same user, so both come from here. Precedence, as in
     controller-runtime: an explicit kubeconfig (``KUBESAGA_KUBECONFIG``, else ``KUBECONFIG``),
     then the in-cluster service account, then ``~/.kube/config``. Loaded afresh on each call, so
-    a re-login picks up rotated tokens. Raises RuntimeError saying what to set when nothing is
-    found.
+    a re-login picks up rotated tokens (``config_source`` decides, for every client). Raises
+    RuntimeError saying what to set when nothing is found.
     """
     configuration = client.Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        await config.load_kube_config(
-            config_file=path, client_configuration=configuration, persist_config=False
-        )
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+    path = config_source(kubeconfig)
+    if path is IN_CLUSTER:
         config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
-    elif path := _default_kubeconfig():
+    else:
         await config.load_kube_config(
             config_file=path, client_configuration=configuration, persist_config=False
-        )
-    else:
-        raise RuntimeError(
-            "no Kubernetes configuration: set KUBECONFIG (for the local platform run "
-            '`eval "$(hack/testenv.sh up)"`) or run inside a cluster'
         )
     return configuration
 
@@ -67,8 +60,3 @@ async def _skip_environment_lookups(api: client.ApiClient) -> None:
     )
     old._connector_owner = False  # the new session owns (and closes) the shared connector
     await old.close()
-
-
-def _default_kubeconfig() -> str | None:
-    default = os.path.expanduser("~/.kube/config")
-    return default if os.path.exists(default) else None

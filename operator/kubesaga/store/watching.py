@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-T = TypeVar("T")
+from kubesaga.store.watch_rules import (
+    WATCH_TIMEOUT_S,
+    Recovery,
+    listed_items,
+    recovery,
+)
+from kubesaga.store.watch_rules import resource_version as version_of
+from kubesaga.store.watch_rules import retry_after as retry_after_header
 
-WATCH_TIMEOUT_S = 300
-MAX_RETRY_AFTER_S = 10.0
+T = TypeVar("T")
 
 ListFn = Callable[..., Awaitable[Any]]
 
@@ -45,24 +51,25 @@ async def follow(
         try:
             if version is None:
                 listing = await list_fn(*args, **kwargs)
-                for item in _items(listing):
+                for item in listed_items(listing):
                     yield "ADDED", item
-                version = _version(listing)
+                version = version_of(listing)
             stream = watch.Watch().stream(
                 list_fn, *args, resource_version=version, timeout_seconds=watch_timeout, **kwargs
             )
             async with stream:
                 async for event in stream:
                     obj = event["object"]
-                    version = _version(obj) or version
+                    version = version_of(obj) or version
                     yield event["type"], obj
         except ApiException as error:
-            if error.status == 410:
-                version = None
-            elif error.status == 429:
-                await asyncio.sleep(retry_after(error))
-            else:
-                raise
+            match recovery(error.status):
+                case Recovery.RELIST:
+                    version = None
+                case Recovery.BACK_OFF:
+                    await asyncio.sleep(retry_after(error))
+                case Recovery.RAISE:
+                    raise
 
 
 async def watch_until(
@@ -111,21 +118,4 @@ async def wait_crd_established(api: Any, name: str, generation: int) -> None:
 
 def retry_after(error: ApiException) -> float:
     """The server's Retry-After (seconds), bounded; 1 s when it gave none."""
-    try:
-        headers: Mapping[str, str] = error.headers or {}
-        return min(float(headers.get("Retry-After", "1")), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return 1.0
-
-
-def _items(listing: Any) -> list[Any]:
-    items = listing.get("items") if isinstance(listing, dict) else listing.items
-    return list(items or [])
-
-
-def _version(obj: Any) -> str | None:
-    if isinstance(obj, dict):
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-    else:
-        version = getattr(getattr(obj, "metadata", None), "resource_version", None)
-    return str(version) if version else None
+    return retry_after_header(error.headers)

@@ -161,6 +161,7 @@ class Worker:
                 dict(self._registrations), broker, worker=self.name, executor=executor
             )
             await broker.consume_commands(self.actions, runner, prefetch=concurrency)
+            _raise_if_cancel_was_swallowed()
             consuming = True
             log.info(
                 "worker %s serving %s (concurrency %d)",
@@ -193,6 +194,19 @@ class Worker:
             await broker.close()
             executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.name, extra={"worker": self.name})
+
+
+def _raise_if_cancel_was_swallowed() -> None:
+    """Honour a ``cancel()`` that arrived while aio-pika was setting up and that it swallowed.
+
+    Cancelling ``run`` while its consumers were still being declared (a test teardown did, with
+    the first queue already delivering) could end in aio-pika's channel handling without the
+    ``CancelledError`` reaching us: ``run`` then went on to wait for ``stop`` for ever. The
+    task still counts the request (``Task.cancelling``), so it is acted on here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _describe(handler: Handler) -> str:

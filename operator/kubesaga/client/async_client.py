@@ -1,0 +1,274 @@
+"""``AsyncSagaClient``: start, inspect, compensate, wait for and watch Sagas (asyncio).
+
+The client never talks to RabbitMQ or kopf: it writes Saga specs and reads their status; the
+operator does the rest. ``SagaClient`` (``sync_client``) is the same API, blocking; everything
+but the transport (kubernetes_asyncio here) lives in ``resource``, ``progress`` and
+``api_errors``, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubesaga.client import resource
+from kubesaga.client.api_errors import translate
+from kubesaga.client.errors import SagaNotFound
+from kubesaga.client.handles import AsyncSagaHandle
+from kubesaga.client.progress import Progress, Waiter
+from kubesaga.client.saga import Saga
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL, JsonObject, SagaSpec, StepSpec
+from kubesaga.store.kube import make_api_client
+from kubesaga.store.watching import follow
+
+
+class AsyncSagaClient:
+    """Sagas in one namespace by default (every method takes ``namespace=`` to use another).
+
+    Errors are the ``SagaClientError`` family (``kubesaga.SagaNotFound`` and friends), never a
+    transport's own exception.
+    """
+
+    def __init__(self, api: client.ApiClient, namespace: str = "default") -> None:
+        self.api = api
+        self.namespace = namespace
+        self.objects = client.CustomObjectsApi(api)
+
+    @classmethod
+    async def connect(
+        cls, kubeconfig: str | None = None, namespace: str = "default"
+    ) -> AsyncSagaClient:
+        """A client from a kubeconfig (default: $KUBECONFIG), else the in-cluster account."""
+        return cls(await make_api_client(kubeconfig), namespace)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def __aenter__(self) -> AsyncSagaClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def start(
+        self,
+        name: str,
+        steps: Iterable[StepSpec | Mapping[str, Any]],
+        context: JsonObject | None = None,
+        *,
+        namespace: str | None = None,
+        deadline_seconds: float | None = None,
+        ttl_seconds_after_finished: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> AsyncSagaHandle:
+        """Create the saga (the operator runs it) and return a handle to it.
+
+        Idempotent: if a saga of that name exists with the same spec it is returned as is, so
+        a retried request starts nothing twice. Raises ``SagaAlreadyExists`` when one exists
+        with a different spec and ``SagaInvalid`` when the spec is refused (locally, or by the
+        apiserver's CEL rules, with its message).
+        """
+        ns = namespace or self.namespace
+        spec = resource.build_spec(
+            steps,
+            context,
+            deadline_seconds=deadline_seconds,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+            namespace=ns,
+            name=name,
+        )
+        return await self.create(name, spec, namespace=ns, labels=labels)
+
+    async def create(
+        self,
+        name: str,
+        spec: SagaSpec,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> AsyncSagaHandle:
+        """``start`` with a ready ``SagaSpec`` (e.g. from a manifest); equally idempotent."""
+        ns = namespace or self.namespace
+        body = resource.saga_body(ns, name, spec, labels)
+        try:
+            raw = await self.objects.create_namespaced_custom_object(
+                API_GROUP, API_VERSION, ns, PLURAL, body
+            )
+            return AsyncSagaHandle(self, Saga.from_raw(raw))
+        except ApiException as error:
+            if error.status != 409:
+                raise translate(error, namespace=ns, name=name) from None
+        try:
+            existing = await self._read(ns, name)
+        except SagaNotFound:  # deleted between our create and read: create it once more
+            return await self.create(name, spec, namespace=ns, labels=labels)
+        return AsyncSagaHandle(self, resource.adopt_existing(existing, spec))
+
+    async def get(self, name: str, *, namespace: str | None = None) -> AsyncSagaHandle:
+        """A handle to an existing saga; ``SagaNotFound`` if there is none."""
+        return AsyncSagaHandle(self, await self._read(namespace or self.namespace, name))
+
+    async def list_sagas(
+        self, *, namespace: str | None = None, all_namespaces: bool = False
+    ) -> list[AsyncSagaHandle]:
+        """Every saga in the namespace (or in all of them)."""
+        return await self._list(namespace, all_namespaces, "")
+
+    async def list_active(
+        self, *, namespace: str | None = None, all_namespaces: bool = False
+    ) -> list[AsyncSagaHandle]:
+        """Sagas not in a final phase (filtered by the apiserver on status.phase)."""
+        return await self._list(namespace, all_namespaces, resource.ACTIVE_SELECTOR)
+
+    async def compensate(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Ask the operator to undo the saga (also once Completed); returns at once.
+
+        Sets ``spec.compensate``; ``wait`` afterwards waits for the compensation to finish.
+        """
+        return await self._compensate(namespace or self.namespace, name)
+
+    async def wait(
+        self, name: str, timeout: float | None = None, *, namespace: str | None = None
+    ) -> Saga:
+        """Wait (by watching, not polling) until the saga settles; return its final snapshot.
+
+        Settled means final for the latest spec: right after ``compensate()`` on a Completed
+        saga this waits for the compensation, not for the completion already recorded. Raises
+        ``SagaTimeout`` after ``timeout`` seconds, ``SagaNotFound`` if it is (or gets) deleted.
+        """
+        return await self._wait(namespace or self.namespace, name, timeout)
+
+    async def watch(
+        self, name: str, timeout: float | None = None, *, namespace: str | None = None
+    ) -> AsyncGenerator[Saga, None]:
+        """Yield the saga now, then again whenever its phase or a step's phase changes.
+
+        Ends after yielding the settled saga (see ``wait``). Raises ``SagaTimeout`` when it has
+        not settled after ``timeout`` seconds, ``SagaNotFound`` if it is deleted. Leaving early?
+        Use ``contextlib.aclosing(client.watch(...))`` so the watch request ends with the loop.
+        """
+        ns = namespace or self.namespace
+        progress = Progress(await self._read(ns, name))
+        first = progress.first()
+        if first is not None:
+            yield first
+        if progress.finished:
+            return
+        events = self._follow(ns, name, progress.last.resource_version)
+        # The deadline bounds each wait for the next event, not the whole generator: a timeout
+        # scope must not stay open across a yield (it would cancel the caller's code instead).
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        async with contextlib.aclosing(events):
+            while True:
+                scope = asyncio.timeout_at(deadline)
+                try:
+                    async with scope:
+                        kind, raw = await anext(events)
+                except TimeoutError:
+                    if scope.expired():  # ours, not a transport's own timeout
+                        raise progress.timed_out(timeout, "watching") from None
+                    raise
+                saga = progress(kind, raw)
+                if saga is not None:
+                    yield saga
+                    if progress.finished:
+                        return
+
+    async def delete(self, name: str, *, namespace: str | None = None) -> None:
+        """Delete the saga (what is running is not undone: ``compensate`` first for that)."""
+        ns = namespace or self.namespace
+        try:
+            await self.objects.delete_namespaced_custom_object(
+                API_GROUP, API_VERSION, ns, PLURAL, name
+            )
+        except ApiException as error:
+            raise translate(error, namespace=ns, name=name) from None
+
+    # ------------------------------------------------------------------ transport
+
+    async def _read(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        try:
+            raw = await self.objects.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            raise translate(error, namespace=namespace, name=name) from None
+        return resource.same_incarnation(Saga.from_raw(raw), uid)
+
+    async def _list(
+        self, namespace: str | None, all_namespaces: bool, selector: str
+    ) -> list[AsyncSagaHandle]:
+        ns = "" if all_namespaces else namespace or self.namespace
+        try:
+            if ns:
+                raw = await self.objects.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, ns, PLURAL, field_selector=selector
+                )
+            else:
+                raw = await self.objects.list_cluster_custom_object(
+                    API_GROUP, API_VERSION, PLURAL, field_selector=selector
+                )
+        except ApiException as error:
+            raise translate(error, namespace=ns) from None
+        return [AsyncSagaHandle(self, Saga.from_raw(item)) for item in raw.get("items", [])]
+
+    async def _compensate(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        api: Any = self.objects  # _content_type is accepted at run time, not in the stubs
+        try:
+            raw = await api.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                resource.compensate_patch(uid),
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise translate(error, namespace=namespace, name=name) from None
+        return Saga.from_raw(raw)
+
+    async def _wait(
+        self, namespace: str, name: str, timeout: float | None, uid: str | None = None
+    ) -> Saga:
+        waiter = Waiter(await self._read(namespace, name, uid))
+        done = waiter.done()
+        if done is not None:
+            return done
+        events = self._follow(namespace, name, waiter.last.resource_version)
+        scope = asyncio.timeout(timeout)
+        try:
+            async with contextlib.aclosing(events), scope:
+                async for kind, raw in events:
+                    saga = waiter(kind, raw)
+                    if saga is not None:
+                        return saga
+        except TimeoutError:
+            if scope.expired():  # ours, not a transport's own timeout
+                raise waiter.timed_out(timeout, "waiting") from None
+            raise
+        raise AssertionError("follow() ended")  # it never does
+
+    async def _follow(
+        self, namespace: str, name: str, version: str
+    ) -> AsyncGenerator[tuple[str, Any], None]:
+        events = follow(
+            self.objects.list_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            field_selector=resource.name_selector(name),
+            resource_version=version,
+        )
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        except ApiException as error:
+            raise translate(error, namespace=namespace, name=name) from None
