@@ -5,9 +5,11 @@
 #   eval "$(hack/testenv.sh up)"   start (or reuse) the platform; stdout carries only `export` lines
 #   hack/testenv.sh down           stop exactly the processes `up` started
 #   hack/testenv.sh status         say what runs (exit 0: all ready, 1: partly, 3: nothing)
-#   hack/testenv.sh build          build and cache kube-apiserver, etcd and helm (no start)
+#   hack/testenv.sh build          build and cache kube-apiserver, etcd, helm and promtool (no start)
 #   hack/testenv.sh prepare        only what `up` needs: kube-apiserver and etcd (no start)
 #   hack/testenv.sh helm-path      print the path of the cached helm v3 binary (builds it if needed)
+#   hack/testenv.sh promtool-path  print the path of the cached promtool (builds it if needed; the
+#                                  chart's alerts are checked with `promtool check rules`)
 #   hack/testenv.sh env            print the exports of a running platform (no start)
 #   hack/testenv.sh restart-broker restart RabbitMQ of the running platform, keeping its data
 #                                  (the whole node stops and starts); for broker-restart tests
@@ -64,7 +66,8 @@ source "$ROOT/hack/lib/common.sh"
 KUBE_VERSION="$(mod_version "$MODS/kube-apiserver" k8s.io/kubernetes)"
 ETCD_VERSION="$(mod_version "$MODS/etcd" go.etcd.io/etcd/server/v3)"
 HELM_VERSION="$(mod_version "$MODS/helm" helm.sh/helm/v3)"
-[[ -n "$KUBE_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" ]] ||
+PROMTOOL_VERSION="$(mod_version "$MODS/promtool" github.com/prometheus/prometheus)"
+[[ -n "$KUBE_VERSION" && -n "$ETCD_VERSION" && -n "$HELM_VERSION" && -n "$PROMTOOL_VERSION" ]] ||
     die "cannot read the pinned versions from $MODS/*/go.mod"
 
 build_kube_apiserver() {
@@ -83,6 +86,12 @@ build_helm() {
     local v="$HELM_VERSION"
     build_bin helm "$MODS/helm" helm.sh/helm/v3/cmd/helm "$v" \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$v -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+# Prometheus v3 publishes its Go module as v0.3xx (v0.316.0 is v3.16.0).
+build_promtool() {
+    build_bin promtool "$MODS/promtool" github.com/prometheus/prometheus/cmd/promtool \
+        "$PROMTOOL_VERSION" "-s -w"
 }
 
 resolve_k8s_bins() {
@@ -461,7 +470,8 @@ cmd_build() {
         build_kube_apiserver
     fi
     build_helm
-    log "binaries: $BIN_DIR (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
+    build_promtool
+    log "binaries: $BIN_DIR (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION, promtool $PROMTOOL_VERSION)"
 }
 
 # What `up` needs, without starting anything: kube-apiserver and etcd (KUBEBUILDER_ASSETS or cache,
@@ -477,6 +487,11 @@ cmd_helm_path() {
     printf '%s\n' "$BIN_DIR/helm-$HELM_VERSION"
 }
 
+cmd_promtool_path() {
+    build_promtool
+    printf '%s\n' "$BIN_DIR/promtool-$PROMTOOL_VERSION"
+}
+
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
@@ -487,6 +502,7 @@ case "${1:-}" in
     build) cmd_build ;;
     prepare) cmd_prepare ;;
     helm-path) cmd_helm_path ;;
+    promtool-path) cmd_promtool_path ;;
     *)
         awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}" >&2
         exit 2

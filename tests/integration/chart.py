@@ -52,10 +52,10 @@ PATHS: dict[tuple[str, str], tuple[str, str, bool]] = {
 
 
 @functools.cache
-def helm_binary() -> str:
-    """The cached helm v3 that ``hack/testenv.sh`` builds from the Go module proxy."""
+def built_tool(name: str) -> str:
+    """A cached binary that ``hack/testenv.sh <name>-path`` builds from the Go module proxy."""
     proc = subprocess.run(
-        [str(TESTENV), "helm-path"],
+        [str(TESTENV), f"{name}-path"],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -63,8 +63,13 @@ def helm_binary() -> str:
     )
     path = proc.stdout.strip()
     if proc.returncode != 0 or not path:
-        raise RuntimeError(f"`hack/testenv.sh helm-path` failed:\n{proc.stderr}")
+        raise RuntimeError(f"`hack/testenv.sh {name}-path` failed:\n{proc.stderr}")
     return path
+
+
+def helm_binary() -> str:
+    """The cached helm v3."""
+    return built_tool("helm")
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,10 +19,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.broker import Broker, BrokerSettings
+from kubesaga.broker.topology import DEAD_LETTER_QUEUE
 from kubesaga.client import AsyncSagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
 from kubesaga.store.watching import wait_crd_established
+from tests.integration.examples_kit import ExampleRun
 from tests.integration.harness import operator_task, unique
 
 ESTABLISH_TIMEOUT_S = 60
@@ -85,6 +87,21 @@ async def running_operator(
     """An operator task watching the test's namespace."""
     async with operator_task(operator_settings):
         yield operator_settings
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def run_example(
+    operator_settings: Settings, saga_crd: dict[str, Any], saga_client: AsyncSagaClient
+) -> AsyncIterator[ExampleRun]:
+    """Runs an example of examples/ with an operator of the test's own.
+
+    The examples' action names are fixed, and RabbitMQ declares each action queue with the
+    dead-letter queue's name as an argument: this keeps the default dead-letter queue (as the
+    demo does) so that both can declare the same action queues on one broker.
+    """
+    settings = operator_settings.model_copy(update={"dead_letter_queue": DEAD_LETTER_QUEUE})
+    async with operator_task(settings):
+        yield ExampleRun(saga_client, settings)
 
 
 # ------------------------------------------------------------------ broker-level tests

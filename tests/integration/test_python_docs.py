@@ -19,8 +19,8 @@ from typing import Any
 from kubesaga import SagaClient, SagaPhase, Worker
 from kubesaga.broker.topology import DEAD_LETTER_QUEUE
 from kubesaga.settings import Settings
+from tests.integration.examples_kit import load_handlers
 from tests.integration.harness import operator_task, worker_task
-from tests.integration.test_examples import load_handlers
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
 WAIT_S = 60

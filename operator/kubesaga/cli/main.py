@@ -108,6 +108,7 @@ def _register() -> None:
     from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.operator_cmd import operator
     from kubesaga.cli.sagas_cmd import compensate, get, start
+    from kubesaga.cli.ui_cmd import ui
     from kubesaga.cli.worker_cmd import worker
 
     app.command("operator")(operator)
@@ -116,6 +117,7 @@ def _register() -> None:
     app.command("compensate")(compensate)
     app.command("worker")(worker)
     app.command("demo")(demo)
+    app.command("ui")(ui)
 
 
 _register()

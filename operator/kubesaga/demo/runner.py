@@ -125,6 +125,7 @@ def _print_keep_instructions(run: LocalRun, first: str) -> None:
         f"  kubesaga get {first} -n {ns}",
         f"  kubectl get sagas -n {ns} -o yaml          # the full status of every step",
         f"  kubesaga start -f examples/01-order-saga/saga.yaml -n {ns} --wait",
+        f"  kubesaga ui -n {ns}                    # watch them in a browser: http://127.0.0.1:8090/",
         "Stop it:",
         f"  kill {pids}                   # the operator and the workers",
     ]

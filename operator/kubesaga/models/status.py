@@ -49,9 +49,7 @@ class ErrorInfo(WireModel):
     """Error class or code, e.g. PaymentDeclined, Timeout, OutputTooLarge."""
     retryable: bool = False
     """Whether the retry policy may try again."""
-    retry_after_seconds: float | None = Field(
-        default=None, ge=0, le=limits.MAX_RETRY_AFTER_SECONDS
-    )
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=limits.MAX_RETRY_AFTER_SECONDS)
     """A retryable error's wish for the next attempt's delay (e.g. a rate limit's Retry-After).
     The engine waits the longer of it and the policy's backoff, but never more than the policy's
     maxBackoffSeconds: the step's policy stays in charge."""

@@ -7,15 +7,18 @@ its uid or generation changed.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
+from datetime import datetime
 
 from pydantic import ValidationError
 
 from kubesaga.engine import InvalidSpec, SagaView
-from kubesaga.models import SagaRef, SagaStatus, parse_spec, parse_status
+from kubesaga.models import SagaPhase, SagaRef, SagaStatus, parse_spec, parse_status
 from kubesaga.store import SagaObject
 
 Key = tuple[str, str]
+FINAL_PHASES = frozenset(phase.value for phase in SagaPhase if phase.is_final)
 
 
 class SagaCache:
@@ -57,6 +60,23 @@ class SagaCache:
     def phases(self) -> list[str]:
         """Phase of every known saga, for the ``kubesaga_sagas`` gauge."""
         return [str((obj.status or {}).get("phase") or "Pending") for obj in self._copies.values()]
+
+    def past_deadline(self, now: datetime) -> int:
+        """Sagas not final although their deadline passed, for ``kubesaga_sagas_past_deadline``.
+
+        Passing the deadline starts compensation; a saga that stays unfinished long after it is
+        stuck (a compensation that keeps failing or goes unanswered): worth an alert.
+        """
+        count = 0
+        for obj in self._copies.values():
+            status = obj.status or {}
+            deadline = status.get("deadlineAt")
+            if not deadline or str(status.get("phase")) in FINAL_PHASES:
+                continue
+            with contextlib.suppress(ValueError):
+                if datetime.fromisoformat(str(deadline)) < now:
+                    count += 1
+        return count
 
     def view(self, obj: SagaObject) -> SagaView | InvalidSpec:
         """The parsed saga (or why its spec is invalid) for this exact copy."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import kopf
 
@@ -44,7 +45,7 @@ async def run_operator(
     ready_flag = ready or asyncio.Event()
     try:
         cache = SagaCache()
-        metrics = Metrics(cache.phases)
+        metrics = Metrics(cache.phases, lambda: cache.past_deadline(datetime.now(UTC)))
         events.on_posted = metrics.events_posted.inc
         metrics.events_pending.set_function(events.queue.qsize)
         broker = await Broker.connect(

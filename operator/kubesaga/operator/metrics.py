@@ -14,8 +14,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class _PhaseCollector(Collector):
-    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self, phases: Callable[[], Iterable[str]], past_deadline: Callable[[], int]
+    ) -> None:
         self.phases = phases
+        self.past_deadline = past_deadline
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -24,14 +27,23 @@ class _PhaseCollector(Collector):
         for phase, count in sorted(Tally(self.phases()).items()):
             family.add_metric([phase], count)
         yield family
+        yield GaugeMetricFamily(
+            "kubesaga_sagas_past_deadline",
+            "Sagas this operator knows that are not finished although their deadline passed.",
+            value=self.past_deadline(),
+        )
 
 
 class Metrics:
     """A private registry, so several operators can run in one process (tests)."""
 
-    def __init__(self, phases: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        phases: Callable[[], Iterable[str]],
+        past_deadline: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_PhaseCollector(phases))
+        self.registry.register(_PhaseCollector(phases, past_deadline))
         self.step_seconds = Histogram(
             "kubesaga_step_duration_seconds",
             "Time from dispatching a command to recording its result.",

@@ -254,6 +254,65 @@ class HelmTest(_Closed):
     """Seconds the Saga may take to complete before the test fails."""
 
 
+class UiService(_Closed):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Type of the Service."""
+    port: int = Field(default=80, ge=1, le=65535)
+    """Port the Service exposes."""
+    annotations: dict[str, str] = {}
+    """Annotations on the Service."""
+
+
+class Ui(_Closed):
+    enabled: bool = False
+    """Run `kubesaga ui` as a Deployment with a Service (reach it with `kubectl port-forward`)."""
+    actions: bool = False
+    """Offer the compensate button: grants the UI's ServiceAccount patch on Sagas. The UI has no
+    login of its own, so whoever reaches the Service may then compensate any saga it shows: put
+    an authenticating proxy in front first."""
+    namespace: str = ""
+    """Show only this namespace (a Role there); empty means every namespace (a ClusterRole)."""
+    replicas: int = Field(default=1, ge=0)
+    """Number of UI pods (each holds one watch)."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port the UI container listens on."""
+    service: UiService = UiService()
+    """The Service in front of the UI pods."""
+    resources: Resources = Resources()
+    """CPU and memory of the UI container."""
+    pod_annotations: dict[str, str] = {}
+    """Extra annotations on the UI pods."""
+
+
+class GrafanaDashboard(_Closed):
+    enabled: bool = False
+    """Ship the dashboard (files/dashboard.json) in a ConfigMap for Grafana's sidecar."""
+    namespace: str = ""
+    """Namespace of the ConfigMap (where the sidecar looks); empty means the release's."""
+    label: str = "grafana_dashboard"
+    """Label the sidecar selects dashboards by."""
+    label_value: str = "1"
+    """Value of that label."""
+
+
+class PrometheusRule(_Closed):
+    enabled: bool = False
+    """Create a PrometheusRule (Prometheus Operator) with the alerts of files/alerts.yaml: sagas
+    stuck past their deadline, Failed sagas, dead letters, commands without results."""
+    labels: dict[str, str] = {}
+    """Extra labels, e.g. the one your Prometheus selects rules by (release: prometheus)."""
+
+
+class ServiceMonitor(_Closed):
+    enabled: bool = False
+    """Create a ServiceMonitor (Prometheus Operator) scraping the operators' /metrics; it also
+    creates the metrics Service, as metrics.service.enabled does."""
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """Scrape interval."""
+    labels: dict[str, str] = {}
+    """Extra labels, e.g. the one your Prometheus selects ServiceMonitors by."""
+
+
 class ChartValues(_Closed):
     """Values of the kubesaga chart."""
 
@@ -294,6 +353,15 @@ class ChartValues(_Closed):
     workers: list[Worker] = []
     """Handler workers, one Deployment each, running `kubesaga worker --app-dir <appDir>
     <module>`. They share the AMQP settings and the security contexts above."""
+    ui: Ui = Ui()
+    """The web UI (`kubesaga ui`): a live list of the Sagas and each saga's step graph, timeline
+    and Events. Read-only RBAC (get, list, watch Sagas; list Events) unless ui.actions."""
+    grafana_dashboard: GrafanaDashboard = GrafanaDashboard()
+    """A Grafana dashboard of the operator's metrics (ConfigMap for the Grafana sidecar)."""
+    prometheus_rule: PrometheusRule = PrometheusRule()
+    """Alerts on the operator's metrics (needs the Prometheus Operator's CRDs)."""
+    service_monitor: ServiceMonitor = ServiceMonitor()
+    """Scraping of the operators' metrics by the Prometheus Operator."""
     helm_test: HelmTest = HelmTest()
     """`helm test <release>`: a Pod from the chart's image runs a zero-step Saga through the
     operator and passes once it is Completed, which proves the CRD, the operator's RBAC, its
