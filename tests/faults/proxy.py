@@ -10,8 +10,9 @@ now and to those accepted later, until ``heal()``:
   kept), a latency spike;
 - ``stall()``: bytes are accepted but none forwarded, until ``heal()`` releases them in order
   (a network that stops delivering without closing anything: the hang a timeout must catch);
-- ``blackhole()``: bytes are accepted and thrown away, for good (a one-way partition; those
-  connections never recover, only new ones after ``heal()`` do);
+- ``blackhole()``: bytes are accepted and thrown away (a partition, or one direction of it);
+  a connection that lost bytes this way stays silent that way for good, as a TCP connection
+  whose peer or path is gone does: only connections opened after ``heal()`` work;
 - ``reset()``: every open connection is aborted with a TCP RST;
 - ``refuse()`` / ``accept()``: stop and start listening (connection refused), cutting open ones.
 """
@@ -54,6 +55,13 @@ class _Faults:
         self.changed = asyncio.Event()
 
 
+@dataclass(eq=False)
+class _Stream:
+    """One direction of one connection; ``doomed`` once a blackhole met it."""
+
+    doomed: bool = False
+
+
 @dataclass
 class ProxyFigures:
     connections: int = 0
@@ -73,13 +81,20 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._faults = {Direction.UP: _Faults(), Direction.DOWN: _Faults()}
+        self._streams: dict[Direction, set[_Stream]] = {Direction.UP: set(), Direction.DOWN: set()}
         self.figures = ProxyFigures()
         self.port = 0
+        self._accepted = asyncio.Condition()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
+
+    async def wait_connections(self, count: int) -> None:
+        """Until ``count`` connections in all have been accepted (and connected upstream)."""
+        async with self._accepted:
+            await self._accepted.wait_for(lambda: self.figures.connections >= count)
 
     # ----------------------------------------------------------------------------- faults
 
@@ -99,10 +114,14 @@ class TcpProxy:
             faults.touch()
 
     def blackhole(self, direction: Direction = Direction.BOTH) -> None:
-        """Throw away everything going ``direction`` until ``heal()`` (a one-way cut)."""
-        for faults in self._each(direction):
-            faults.blackholed = True
-            faults.touch()
+        """Throw away everything going ``direction``: on the connections open now for good, and
+        on those opened before ``heal()`` (a partition, or with one direction a one-way cut)."""
+        for d, faults in self._faults.items():
+            if d & direction:
+                faults.blackholed = True
+                faults.touch()
+                for stream in self._streams[d]:
+                    stream.doomed = True
 
     def heal(self, direction: Direction = Direction.BOTH) -> None:
         """End every fault of ``direction``: stalled bytes flow, latency and blackholes end."""
@@ -157,6 +176,8 @@ class TcpProxy:
             writer.transport.abort()
             return
         self.figures.connections += 1
+        async with self._accepted:
+            self._accepted.notify_all()
         self._writers |= {writer, up_writer}
         for source, sink, direction in (
             (reader, up_writer, Direction.UP),
@@ -172,7 +193,9 @@ class TcpProxy:
         """Read chunks as they come (so bytes are accepted even when stalled); a second task
         forwards each when its faults allow, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        forward = asyncio.create_task(self._forward(queue, sink, direction))
+        stream = _Stream(doomed=self._faults[direction].blackholed)
+        self._streams[direction].add(stream)
+        forward = asyncio.create_task(self._forward(queue, sink, direction, stream))
         try:
             while data := await source.read(CHUNK):
                 queue.put_nowait((time.monotonic(), data))
@@ -184,25 +207,33 @@ class TcpProxy:
             forward.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await forward
-            sink.transport.abort()
-            self._writers.discard(sink)
+            self._streams[direction].discard(stream)
+            # A blackholed stream passes on no close (FIN or RST) either: its sink waits for
+            # ever, as the peer of a partitioned connection does.
+            if not stream.doomed:
+                sink.transport.abort()
+                self._writers.discard(sink)
 
     async def _forward(
-        self, queue: asyncio.Queue[tuple[float, bytes]], sink: asyncio.StreamWriter, d: Direction
+        self,
+        queue: asyncio.Queue[tuple[float, bytes]],
+        sink: asyncio.StreamWriter,
+        d: Direction,
+        stream: _Stream,
     ) -> None:
         faults = self._faults[d]
         while True:
             arrived, data = await queue.get()
             if not data:
                 return
-            while True:
+            while not stream.doomed:
                 changed = faults.changed
                 wait = arrived + faults.delay - time.monotonic()
                 if faults.blackholed or (not faults.stalled and wait <= 0):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), None if faults.stalled else wait)
-            if faults.blackholed:
+            if stream.doomed:
                 self.figures.dropped += len(data)
                 continue
             sink.write(data)

@@ -4,7 +4,10 @@ Every watch loop (client, demo, tests) goes through here, so each survives what 
 does to watches: 410 Gone (the resourceVersion fell out of the watch cache, after a long wait or
 an apiserver restart: list again), 429 Too Many Requests (a resource's storage is still
 initialising just after its CRD was created: wait Retry-After), and a watch the server ends after
-``timeout_seconds`` (watch again from the last version seen). Nothing polls.
+``timeout_seconds`` (watch again from the last version seen), and the apiserver restarting or
+the network failing under it: a connection refused or reset, or a watch that went silent (no
+event and no bookmark for ``idle_timeout``), is watched again from the last version seen after a
+short backoff, so no event is lost and nothing is listed again. Nothing polls.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 T = TypeVar("T")
 
 WATCH_TIMEOUT_S = 300
+IDLE_TIMEOUT_S = 90.0
+"""The apiserver sends a bookmark about every minute to a watch that asks for them: a watch that
+has delivered nothing for longer is presumed dead (its connection silent) and opened again."""
 MAX_RETRY_AFTER_S = 10.0
+RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 ListFn = Callable[..., Awaitable[Any]]
 
@@ -30,6 +40,7 @@ async def follow(
     *args: Any,
     resource_version: str | None = None,
     watch_timeout: int = WATCH_TIMEOUT_S,
+    idle_timeout: float = IDLE_TIMEOUT_S,
     **kwargs: Any,
 ) -> AsyncGenerator[tuple[str, Any], None]:
     """Yield ``(type, object)``: the listed objects as ``ADDED``, then every change, for ever.
@@ -41,6 +52,7 @@ async def follow(
     with ``asyncio.timeout``; close it (``contextlib.aclosing``) when done, or use ``watch_until``.
     """
     version = resource_version
+    failures = 0
     while True:
         try:
             if version is None:
@@ -49,20 +61,45 @@ async def follow(
                     yield "ADDED", item
                 version = _version(listing)
             stream = watch.Watch().stream(
-                list_fn, *args, resource_version=version, timeout_seconds=watch_timeout, **kwargs
+                list_fn,
+                *args,
+                resource_version=version,
+                timeout_seconds=watch_timeout,
+                allow_watch_bookmarks=True,
+                _request_timeout=aiohttp.ClientTimeout(
+                    total=watch_timeout + idle_timeout, sock_read=idle_timeout
+                ),
+                **kwargs,
             )
             async with stream:
                 async for event in stream:
+                    failures = 0
+                    if event["type"] == "BOOKMARK":
+                        version = _version(event["raw_object"]) or version
+                        continue
                     obj = event["object"]
                     version = _version(obj) or version
                     yield event["type"], obj
+            failures = 0
         except ApiException as error:
             if error.status == 410:
                 version = None
             elif error.status == 429:
                 await asyncio.sleep(retry_after(error))
+            elif error.status >= 500:  # the apiserver is up, its storage (etcd) is not yet
+                await asyncio.sleep(_backoff(failures))
+                failures += 1
             else:
                 raise
+        except _CONNECTION_ERRORS:
+            # Refused, reset or silent: the apiserver restarts or the network failed. The
+            # version is kept, so the next watch starts where this one stopped.
+            await asyncio.sleep(_backoff(failures))
+            failures += 1
+
+
+def _backoff(failures: int) -> float:
+    return RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
 
 
 async def watch_until(
