@@ -96,9 +96,10 @@ class Settings(BaseSettings):
     )
     """Bound on each Kubernetes API call (reads, status writes, Events; a watch's connect); a
     call that times out is retried like any failed call."""
-    kube_watch_idle_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=90.0, ge=5, le=3600)
-    """A Saga watch that delivered nothing (no event, no bookmark: the apiserver sends one
-    about every minute) for this long is presumed dead and opened again from where it was."""
+    kube_watch_idle_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=30.0, ge=5, le=3600)
+    """A Saga watch that delivered nothing (no event, no bookmark) for this long is presumed
+    dead and opened again from where it was: one request, no new list. Below the apiserver's
+    minute between bookmarks, so a watch on a silent connection costs its sagas at most this."""
     operator_grace_seconds: Annotated[float, Use((OPERATOR,), ("--grace",))] = Field(
         default=20.0, ge=0
     )

@@ -33,7 +33,7 @@ class Platform:
 
 
 DEFAULT_SAGAS = 60
-DEFAULT_FAULT_SAGAS = 40
+DEFAULT_FAULT_SAGAS = 30
 FIGURES = pytest.StashKey[list[str]]()
 """Lines of figures the chaos test leaves for the terminal summary (shown in CI logs)."""
 

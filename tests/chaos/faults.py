@@ -51,6 +51,7 @@ class Chaos:
         timeline: Timeline,
         rng: random.Random,
         window: float,
+        scale: float = 1.0,
         api_proxy: TcpProxy | None = None,
         broker_proxy: TcpProxy | None = None,
     ) -> None:
@@ -59,6 +60,8 @@ class Chaos:
         self.rng = rng
         self.window = window
         """Seconds over which sagas are created; schedules place faults within it."""
+        self.scale = scale
+        """Network faults last ``scale`` times their schedule's seconds (shorter in CI)."""
         self.api_proxy = api_proxy
         self.broker_proxy = broker_proxy
         self.lock = asyncio.Lock()
@@ -157,7 +160,7 @@ class Chaos:
             do(proxy)
             self.figures.network_faults += 1
             try:
-                await self.pause(seconds)
+                await self.pause(seconds * self.scale)
             finally:
                 proxy.heal()
 

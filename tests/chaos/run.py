@@ -48,6 +48,7 @@ WORKER_KILL_EVERY_S = 3.0
 REDELIVER_AFTER_S = 5.0
 DEAD_LETTER_WAIT_S = 60.0
 CREATE_RETRY_S = 0.5
+FULL_SIZE = 100
 HEARTBEAT_S = 5
 """The operators' AMQP heartbeat in chaos runs: a dead connection is given up in ~18 s."""
 
@@ -63,7 +64,8 @@ class Scenario:
     proxies: bool = False
     """The operators reach the apiserver and the broker through proxies (network faults)."""
     min_window_s: float = 20.0
-    """Create sagas over at least this long, so the schedule's faults meet running sagas."""
+    """Create sagas over at least this long, so the schedule's faults meet running sagas (half
+    of it, with faults half as long, at CI sizes: below ``FULL_SIZE`` sagas)."""
 
 
 async def _create(client: SagaClient, name: str, steps: Any, prefix: str) -> SagaSpec:
@@ -105,7 +107,8 @@ async def run_scenario(
     figures = Figures(scenario=scenario.name)
     timeline = Timeline()
     budget = chaos_time_budget(scenario.sagas) + (120 if scenario.schedule else 0)
-    window = max(scenario.sagas / max(1.5, scenario.sagas / 90), scenario.min_window_s)
+    scale = 1.0 if scenario.sagas >= FULL_SIZE else 0.5
+    window = max(scenario.sagas / max(1.5, scenario.sagas / 90), scenario.min_window_s * scale)
     rate = scenario.sagas / window  # sagas created per second
 
     api_proxy = broker_proxy = None
@@ -131,6 +134,7 @@ async def run_scenario(
         timeline,
         rng,
         window,
+        scale,
         api_proxy=api_proxy,
         broker_proxy=broker_proxy,
     )
