@@ -467,6 +467,7 @@ restart_control_plane() {
     # A stopping apiserver drains for a while when etcd is up; that is the graceful restart.
     [[ "$what" == etcd ]] || stop_pid kube-apiserver 20
     [[ "$what" == apiserver ]] || stop_pid etcd 10
+    log "restart-$what: stopped in $(($(now_ms) - t0)) ms"
     [[ "$what" == apiserver ]] || start_etcd keep
     [[ "$what" == apiserver ]] || wait_ready etcd etcd_ready etcd
     [[ "$what" == etcd ]] || start_apiserver

@@ -213,10 +213,11 @@ class Chaos:
 
 async def control_plane_restarts(chaos: Chaos) -> None:
     """kube-apiserver, then etcd, then both, restarted in place with their data."""
-    for fraction, part in ((0.2, "apiserver"), (0.45, "etcd"), (0.7, "control-plane")):
+    parts: list[tuple[float, Part]] = [(0.2, "apiserver"), (0.45, "etcd"), (0.7, "control-plane")]
+    for fraction, part in parts:
         if not await chaos.at(fraction):
             return
-        await chaos.restart(part)  # type: ignore[arg-type]
+        await chaos.restart(part)
 
 
 async def api_latency_and_stalls(chaos: Chaos) -> None:

@@ -8,6 +8,7 @@ test session choose the instance. Each returns how long the part was away (secon
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -44,6 +45,8 @@ async def restart(part: Part) -> float:
         raise RestartFailed(f"restart-{part} took more than {RESTART_TIMEOUT_S}s") from None
     if proc.returncode != 0:
         raise RestartFailed(f"restart-{part} failed: {err.decode(errors='replace')}")
+    for line in err.decode(errors="replace").splitlines():  # what stopped and started, and when
+        print(line, file=sys.stderr)
     return time.monotonic() - t0
 
 

@@ -155,7 +155,8 @@ async def test_a_watch_follows_through_an_apiserver_restart(
     api_client: client.ApiClient, namespace: str
 ) -> None:
     """The watch's connection is reset and the apiserver refuses connections for a while: the
-    watch carries on from its resourceVersion (it raised ClientConnectorError before)."""
+    watch carries on from its resourceVersion (it raised ClientPayloadError or
+    ClientConnectorError before)."""
     await _create(api_client, namespace, "listed")
     seen = Seen(watching.follow(client.CoreV1Api(api_client).list_namespaced_config_map, namespace))
     try:
