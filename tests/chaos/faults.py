@@ -118,12 +118,24 @@ class Chaos:
         self.figures.conflicts_409 += int(metrics.get("kubesaga_status_conflicts_total", 0))
         self.figures.status_writes += int(metrics.get("kubesaga_status_writes_total", 0))
 
+    async def _start_again(self, proc: Proc) -> None:
+        """Start ``proc`` until it is ready, as the kubelet restarts a crashed container: one
+        started during a partition from its broker exits (its connect times out)."""
+        while True:
+            try:
+                await proc.start()
+                return
+            except RuntimeError:  # it exited before it was ready
+                self.figures.start_failures += 1
+                if not await self.pause(1.0):
+                    return
+
     async def kill_operator(self) -> None:
         proc = self.operators[self.figures.operator_kills % len(self.operators)]
         await self._scrape_counts(proc)
         await proc.kill()
         self.figures.operator_kills += 1
-        await proc.start()
+        await self._start_again(proc)
         self.figures.operator_restarts += 1
 
     async def kill_worker(self) -> None:
@@ -135,7 +147,7 @@ class Chaos:
         await proc.kill()
         self.figures.worker_kills += 1
         self.figures.worker_kills_mid_step += mid_step > 0
-        await proc.start()
+        await self._start_again(proc)
         self.figures.worker_restarts += 1
 
     async def restart(self, part: Part) -> None:

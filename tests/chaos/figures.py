@@ -106,6 +106,8 @@ class Figures:
     worker_kills: int = 0
     worker_kills_mid_step: int = 0
     worker_restarts: int = 0
+    start_failures: int = 0
+    """Processes that exited before they were ready after a kill (and were started again)."""
     broker_restarts: int = 0
     control_plane_restarts: int = 0
     network_faults: int = 0
@@ -138,8 +140,9 @@ class Figures:
         detail = (
             f"operator kills={self.operator_kills} restarts={self.operator_restarts}; "
             f"worker kills={self.worker_kills} (mid-step {self.worker_kills_mid_step}) "
-            f"restarts={self.worker_restarts}; handler re-runs of a dispatch id="
-            f"{self.handler_reruns}; injections failed (broker down)={self.injections_failed}; "
+            f"restarts={self.worker_restarts}; start failures={self.start_failures}; "
+            f"handler re-runs of a dispatch id={self.handler_reruns}; "
+            f"injections failed (broker down)={self.injections_failed}; "
             f"label patch errors={self.label_patch_errors}; 409 conflicts={self.conflicts_409}; "
             f"status writes={self.status_writes}; dead letters={self.dead_letters} "
             f"(stale injected and dead-lettered {self.stale_dead_lettered})"
