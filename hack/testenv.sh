@@ -13,6 +13,12 @@
 #   hack/testenv.sh env            print the exports of a running platform (no start)
 #   hack/testenv.sh restart-broker restart RabbitMQ of the running platform, keeping its data
 #                                  (the whole node stops and starts); for broker-restart tests
+#   hack/testenv.sh restart-apiserver  restart kube-apiserver in place (same port, certificates, etcd):
+#                                  watches end, connections reset, requests fail until it is ready
+#   hack/testenv.sh restart-etcd   restart etcd in place, keeping its data (the apiserver stays up
+#                                  and answers 5xx / times out until etcd is back)
+#   hack/testenv.sh restart-control-plane  both at once: apiserver and etcd down, then up again
+#                                  with the same data (a control-plane node restarting)
 #   hack/testenv.sh rabbitmqctl ARGS...  rabbitmqctl on the platform's node (users, permissions)
 #
 # Environment:
@@ -236,11 +242,12 @@ record_rabbit_beam() {
     pid_write rabbitmq "$pid"
 }
 
+# start_etcd [keep]: fresh data unless the apiserver still runs on it, or `keep` (the restarts).
 start_etcd() {
     alive etcd && return 0
     ensure_port_free "$ETCD_PORT" "etcd client"
     ensure_port_free "$ETCD_PEER_PORT" "etcd peer"
-    if ! alive kube-apiserver; then rm -rf "$STATE/etcd"; fi
+    if [[ "${1:-}" != keep ]] && ! alive kube-apiserver; then rm -rf "$STATE/etcd"; fi
     mkdir -p "$STATE/etcd"
     log "starting etcd $("$ETCD_BIN" --version 2>/dev/null | head -n1 | awk '{print $3}') on 127.0.0.1:$ETCD_PORT"
     start_proc etcd "$LOGS/etcd.log" "$ETCD_BIN" \
@@ -453,6 +460,30 @@ cmd_restart_broker() {
     log "restart-broker: RabbitMQ is back in $(($(now_ms) - t0)) ms"
 }
 
+# The control-plane restarts: each process stops (SIGTERM, by its PID) and starts again on the same
+# port with the same certificates and etcd data, so clients see what an apiserver upgrade or a lost
+# control-plane node does to them: reset connections, ended watches (410 Gone when the watch cache
+# was rebuilt), 5xx or timeouts while it is down, then the same objects and resourceVersions.
+restart_control_plane() {
+    local what="$1" t0
+    pid_of kube-apiserver >/dev/null && pid_of etcd >/dev/null ||
+        die "no kube-apiserver and etcd of this platform run; start them with: eval \"\$(hack/testenv.sh up)\""
+    mkdir -p "$LOGS"
+    exec 9>"$STATE/.lock"
+    flock -w 300 9 || die "another hack/testenv.sh holds $STATE/.lock"
+    resolve_k8s_bins
+    t0=$(now_ms)
+    # A stopping apiserver drains for a while when etcd is up; that is the graceful restart.
+    [[ "$what" == etcd ]] || stop_pid kube-apiserver 20
+    [[ "$what" == apiserver ]] || stop_pid etcd 10
+    log "restart-$what: stopped in $(($(now_ms) - t0)) ms"
+    [[ "$what" == apiserver ]] || start_etcd keep
+    [[ "$what" == apiserver ]] || wait_ready etcd etcd_ready etcd
+    [[ "$what" == etcd ]] || start_apiserver
+    wait_ready kube-apiserver apiserver_ready kube-apiserver etcd
+    log "restart-$what: back in $(($(now_ms) - t0)) ms"
+}
+
 # rabbitmqctl of this platform's node: its cookie, node name and ports come from rabbit_env.
 cmd_rabbitmqctl() {
     pid_of rabbitmq >/dev/null || die "no RabbitMQ node of this platform runs; start it with: eval \"\$(hack/testenv.sh up)\""
@@ -498,6 +529,9 @@ case "${1:-}" in
     status) cmd_status ;;
     env) cmd_env ;;
     restart-broker) cmd_restart_broker ;;
+    restart-apiserver) restart_control_plane apiserver ;;
+    restart-etcd) restart_control_plane etcd ;;
+    restart-control-plane) restart_control_plane control-plane ;;
     rabbitmqctl) shift; cmd_rabbitmqctl "$@" ;;
     build) cmd_build ;;
     prepare) cmd_prepare ;;

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     """Queue the workers publish results to and the operator consumes (one per installation)."""
     dead_letter_queue: Annotated[str, BOTH] = "kubesaga.dead-letter"
     """Where malformed, unknown and stale messages are kept, with the reason."""
+    amqp_heartbeat_seconds: Annotated[int, BOTH] = Field(default=10, ge=1, le=600)
+    """AMQP heartbeat: a broker connection silent for about three of these is given up and
+    reconnected (and the process is unready meanwhile). RabbitMQ's 60 s took three minutes to
+    notice a partition."""
+    amqp_timeout_seconds: Annotated[float, BOTH] = Field(default=10.0, gt=0, le=600)
+    """Bound on connecting to the broker and on each reconnect attempt (one that hung on a
+    silent connection kept a process from ever reconnecting); a publish waits up to three times
+    this for its confirm."""
 
     # ------------------------------------------------------------------------------ operator
     operator_prefetch: Annotated[int, Use((OPERATOR,))] = Field(default=64, ge=1, le=10_000)
@@ -83,6 +91,15 @@ class Settings(BaseSettings):
     apiserver write per step), or none."""
     redeliver_after_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=300.0, gt=0)
     """Re-publish a command still unanswered after this many seconds (same dispatch id)."""
+    kube_request_timeout_seconds: Annotated[float, Use((OPERATOR,))] = Field(
+        default=10.0, gt=0, le=600
+    )
+    """Bound on each Kubernetes API call (reads, status writes, Events; a watch's connect); a
+    call that times out is retried like any failed call."""
+    kube_watch_idle_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=30.0, ge=5, le=3600)
+    """A Saga watch that delivered nothing (no event, no bookmark) for this long is presumed
+    dead and opened again from where it was: one request, no new list. Below the apiserver's
+    minute between bookmarks, so a watch on a silent connection costs its sagas at most this."""
     operator_grace_seconds: Annotated[float, Use((OPERATOR,), ("--grace",))] = Field(
         default=20.0, ge=0
     )

@@ -122,6 +122,10 @@ def operator_env(settings: Settings) -> dict[str, str]:
         KUBESAGA_REDELIVER_AFTER_SECONDS=str(settings.redeliver_after_seconds),
         KUBESAGA_EVENTS=settings.events,
         KUBESAGA_LOG_LEVEL="INFO",
+        KUBESAGA_AMQP_HEARTBEAT_SECONDS=str(settings.amqp_heartbeat_seconds),
+        KUBESAGA_AMQP_TIMEOUT_SECONDS=str(settings.amqp_timeout_seconds),
+        KUBESAGA_KUBE_REQUEST_TIMEOUT_SECONDS=str(settings.kube_request_timeout_seconds),
+        KUBESAGA_KUBE_WATCH_IDLE_SECONDS=str(settings.kube_watch_idle_seconds),
     )
     return env
 

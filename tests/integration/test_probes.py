@@ -8,23 +8,26 @@ HTTP the way the kubelet reads them; waiting for a status is bounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
 import pytest_asyncio
-import yaml
 from aio_pika.abc import AbstractRobustConnection
 
 from kubesaga.broker import action_queue
 from kubesaga.settings import Settings
+from tests.faults.platform import (
+    amqp_address,
+    apiserver_address,
+    proxied_amqp_url,
+    proxied_kubeconfig,
+)
+from tests.faults.proxy import TcpProxy, running_proxy
 from tests.integration.harness import free_port, operator_env, operator_task, unique
-from tests.integration.tcpproxy import TcpProxy
 
 WAIT_S = 30
 
@@ -49,50 +52,15 @@ async def until_status(url: str, wanted: int, timeout: float = WAIT_S) -> None:
         raise AssertionError(f"{url} answered {seen}, not {wanted}, for {timeout}s") from None
 
 
-@contextlib.asynccontextmanager
-async def proxy_to(host: str, port: int) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy(host, port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
-
-
-def proxied_amqp_url(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit(":", 1)[0] + f":{port}"
-    return urlunsplit(parts._replace(netloc=netloc, query="reconnect_interval=0.2"))
-
-
-def proxied_kubeconfig(kubeconfig: str, port: int, path: Path) -> str:
-    """The same credentials, with the apiserver's address replaced by the proxy's."""
-    config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8"))
-    for cluster in config["clusters"]:
-        server = urlsplit(cluster["cluster"]["server"])
-        cluster["cluster"]["server"] = urlunsplit(server._replace(netloc=f"127.0.0.1:{port}"))
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return str(path)
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
-    url = urlsplit(amqp_url)
-    assert url.hostname is not None and url.port is not None
-    async with proxy_to(url.hostname, url.port) as proxy:
+    async with running_proxy(*amqp_address(amqp_url)) as proxy:
         yield proxy
-
-
-def apiserver_address(kubeconfig: str) -> tuple[str, int]:
-    config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8"))
-    server = urlsplit(config["clusters"][0]["cluster"]["server"])
-    assert server.hostname is not None and server.port is not None
-    return server.hostname, server.port
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def api_proxy(kubeconfig: str) -> AsyncIterator[TcpProxy]:
-    async with proxy_to(*apiserver_address(kubeconfig)) as proxy:
+    async with running_proxy(*apiserver_address(kubeconfig)) as proxy:
         yield proxy
 
 

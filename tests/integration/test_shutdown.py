@@ -24,8 +24,9 @@ from kubesaga.cli.worker_cmd import CLOSE_SECONDS
 from kubesaga.models import Command, CommandKind, SagaRef
 from kubesaga.operator.main import READY_LINE
 from kubesaga.settings import Settings
+from tests.faults.platform import amqp_address, proxied_amqp_url
+from tests.faults.proxy import TcpProxy
 from tests.integration.harness import operator_env, unique
-from tests.integration.tcpproxy import TcpProxy, proxied_url
 
 pytestmark = pytest.mark.integration
 
@@ -115,10 +116,10 @@ class Process:
 
 @contextlib.asynccontextmanager
 async def through_proxy(amqp_url: str) -> AsyncIterator[tuple[str, TcpProxy]]:
-    proxy = TcpProxy.to(amqp_url)
+    proxy = TcpProxy(*amqp_address(amqp_url))
     port = await proxy.start()
     try:
-        yield proxied_url(amqp_url, port), proxy
+        yield proxied_amqp_url(amqp_url, port, reconnect_interval=0.1), proxy
     finally:
         await proxy.close()
 

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -27,8 +26,9 @@ from kubesaga.broker import Broker, BrokerSettings, action_queue
 from kubesaga.errors import RetryableError
 from kubesaga.models import Command, CommandKind, Result, ResultStatus, SagaRef
 from kubesaga.worker import StepContext, Worker
+from tests.faults.platform import amqp_address, proxied_amqp_url
+from tests.faults.proxy import TcpProxy
 from tests.integration.harness import unique
-from tests.integration.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -418,12 +418,9 @@ async def proxied_settings(
     settings: BrokerSettings,
 ) -> AsyncIterator[tuple[BrokerSettings, TcpProxy]]:
     """``settings`` with the broker reached through a ``TcpProxy`` and quick reconnects."""
-    url = urlsplit(settings.url)
-    assert url.hostname is not None and url.port is not None
-    proxy = TcpProxy(url.hostname, url.port)
+    proxy = TcpProxy(*amqp_address(settings.url))
     port = await proxy.start()
-    netloc = url.netloc.rsplit(":", 1)[0] + f":{port}"
-    proxied = urlunsplit(url._replace(netloc=netloc, query="reconnect_interval=0.1"))
+    proxied = proxied_amqp_url(settings.url, port, reconnect_interval=0.1)
     try:
         yield replace(settings, url=proxied), proxy
     finally:

@@ -26,7 +26,7 @@ from kubesaga import (
 from kubesaga.client.api_errors import translate
 from kubesaga.client.progress import Progress, Waiter
 from kubesaga.client.resource import adopt_existing, build_spec, compensate_patch
-from kubesaga.store.watch_rules import Recovery, recovery, retry_after
+from kubesaga.store.watch_rules import Recovery, reconnect_backoff, recovery, retry_after
 
 
 @dataclass
@@ -232,7 +232,9 @@ def test_watch_yields_phase_changes_only_and_finishes_when_settled() -> None:
 def test_watch_recovery_rules() -> None:
     assert recovery(410) is Recovery.RELIST
     assert recovery(429) is Recovery.BACK_OFF
-    assert recovery(500) is Recovery.RAISE
+    assert recovery(500) is Recovery.RETRY and recovery(503) is Recovery.RETRY
+    assert recovery(403) is Recovery.RAISE and recovery(None) is Recovery.RAISE
+    assert [reconnect_backoff(n) for n in range(7)] == [0.2, 0.5, 1.0, 2.0, 5.0, 5.0, 5.0]
     assert retry_after({"Retry-After": "3"}) == 3.0
     assert retry_after({"Retry-After": "3600"}) == 10.0
     assert retry_after({"Retry-After": "soon"}) == 1.0

@@ -74,6 +74,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.amqp.resultsQueue | quote }}
 - name: KUBESAGA_DEAD_LETTER_QUEUE
   value: {{ .Values.amqp.deadLetterQueue | quote }}
+- name: KUBESAGA_AMQP_HEARTBEAT_SECONDS
+  value: {{ .Values.amqp.heartbeatSeconds | quote }}
+- name: KUBESAGA_AMQP_TIMEOUT_SECONDS
+  value: {{ .Values.amqp.timeoutSeconds | quote }}
 - name: KUBESAGA_LOG_LEVEL
   value: {{ .Values.log.level | quote }}
 - name: KUBESAGA_LOG_FORMAT

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika import Message
@@ -53,6 +54,12 @@ class BrokerSettings:
     """Seconds a message waits before a requeue, so a failing message cannot spin."""
     publish_timeout: float = 30.0
     """How long a publish may wait for a reconnect (and retry) before it raises TimeoutError."""
+    operation_timeout: float = default_of("amqp_timeout_seconds")
+    """Bound on connecting, and on each reconnect attempt (``Settings.amqp_timeout_seconds``):
+    without one, an attempt on a connection that went silent waited for ever, so a process whose
+    broker was partitioned away never reconnected once the network healed."""
+    heartbeat: int = default_of("amqp_heartbeat_seconds")
+    """AMQP heartbeat seconds, unless the URL names one (``Settings.amqp_heartbeat_seconds``)."""
     results_queue: str = RESULTS_QUEUE
     dead_letter_queue: str = DEAD_LETTER_QUEUE
 
@@ -66,6 +73,9 @@ class BrokerSettings:
             prefetch=settings.operator_prefetch,
             results_queue=settings.results_queue,
             dead_letter_queue=settings.dead_letter_queue,
+            publish_timeout=3 * settings.amqp_timeout_seconds,
+            operation_timeout=settings.amqp_timeout_seconds,
+            heartbeat=settings.amqp_heartbeat_seconds,
         )
 
 
@@ -124,7 +134,12 @@ class Broker:
         other arguments than ours (it is used as it is; see ``topology.declare_queue``).
         """
         context = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
-        connection = await aio_pika.connect_robust(settings.url, ssl_context=context)
+        extra: dict[str, Any] = {}
+        if "heartbeat=" not in urlsplit(settings.url).query:
+            extra["heartbeat"] = settings.heartbeat
+        connection = await aio_pika.connect_robust(
+            settings.url, ssl_context=context, timeout=settings.operation_timeout, **extra
+        )
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await declare_exchange(channel)

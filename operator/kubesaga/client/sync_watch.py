@@ -20,6 +20,7 @@ from kubesaga.store.watch_rules import (
     WATCH_TIMEOUT_S,
     Recovery,
     listed_items,
+    reconnect_backoff,
     recovery,
     retry_after,
 )
@@ -43,6 +44,7 @@ def follow(
     when it has passed, at most about a second late. Objects are the raw dicts (custom objects).
     """
     version = resource_version
+    failures = 0
     while True:
         window = _window(deadline)
         if window is not None and window <= 0:
@@ -72,10 +74,15 @@ def follow(
             match recovery(error.status):
                 case Recovery.RELIST:
                     version = None
-                case Recovery.BACK_OFF:
-                    pause = retry_after(error.headers)
+                case Recovery.BACK_OFF | Recovery.RETRY as rule:
+                    # Server-directed back-off (429 Retry-After) or the apiserver's storage
+                    # coming back (5xx), bounded by the deadline; not a poll.
+                    if rule is Recovery.BACK_OFF:
+                        pause = retry_after(error.headers)
+                    else:
+                        pause = reconnect_backoff(failures)
+                        failures += 1
                     window = _window(deadline)
-                    # Server-directed back-off (429), bounded by the deadline; not a poll.
                     time.sleep(pause if window is None else max(0.0, min(pause, window)))
                 case Recovery.RAISE:
                     raise

@@ -17,12 +17,19 @@ from kubesaga.store import SagaObject
 
 
 def build_registry(
-    orchestrator: Orchestrator, namespaced: bool = False, kubeconfig: str | None = None
+    orchestrator: Orchestrator,
+    namespaced: bool = False,
+    kubeconfig: str | None = None,
+    request_timeout: float = 10.0,
+    watch_idle: float = 90.0,
 ) -> kopf.OperatorRegistry:
     """A private registry (no global state), so tests can run several operators in one process.
 
     kopf logs in with ``kubeconfig`` by the store's rules (``login.connection_info``), so the
-    watch and the status writes reach the same cluster.
+    watch and the status writes reach the same cluster. Its own calls get the operator's
+    timeouts: ``request_timeout`` to connect (a list may take three times that), and a watch
+    that delivered nothing for ``watch_idle`` seconds (bookmarks included) is opened again from
+    its resourceVersion (kopf's defaults: 300 s per call, 70 s idle).
     """
     registry = kopf.OperatorRegistry()
 
@@ -31,7 +38,11 @@ def build_registry(
         settings.peering.standalone = True  # replicas need no leader: resourceVersion is the lock
         settings.posting.enabled = False  # we post our own Events, one per saga transition
         settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
+        settings.watching.client_timeout = 300 + watch_idle
+        settings.watching.connect_timeout = request_timeout
+        settings.watching.inactivity_timeout = watch_idle
+        settings.networking.connect_timeout = request_timeout
+        settings.networking.request_timeout = 3 * request_timeout
         # Watching named namespaces needs no cluster-scope scans of CRDs and namespaces, so the
         # namespaced RBAC can stay Role-only (the Helm chart relies on this).
         settings.scanning.disabled = namespaced

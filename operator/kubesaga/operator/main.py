@@ -37,7 +37,7 @@ async def run_operator(
     kopf installs SIGTERM/SIGINT handlers of its own when it starts in the main thread (a second
     signal makes them fail); ``signals`` is called right after, to put the caller's back.
     """
-    api = await make_api_client(settings.kubeconfig)
+    api = await make_api_client(settings.kubeconfig, settings.kube_request_timeout_seconds)
     orchestrator: Orchestrator | None = None
     events = EventPoster(api, settings.events)
     metrics_runner = None
@@ -79,7 +79,11 @@ async def run_operator(
         existing = set(asyncio.all_tasks())
         tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
             registry=build_registry(
-                orchestrator, namespaced=bool(settings.namespaces), kubeconfig=settings.kubeconfig
+                orchestrator,
+                namespaced=bool(settings.namespaces),
+                kubeconfig=settings.kubeconfig,
+                request_timeout=settings.kube_request_timeout_seconds,
+                watch_idle=settings.kube_watch_idle_seconds,
             ),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,

@@ -90,6 +90,8 @@ class Amqp(_Closed):
     quorum_queues: Any = setting("quorum_queues")
     results_queue: Any = setting("results_queue")
     dead_letter_queue: Any = setting("dead_letter_queue")
+    heartbeat_seconds: Any = setting("amqp_heartbeat_seconds")
+    timeout_seconds: Any = setting("amqp_timeout_seconds")
 
 
 class Requests(_Open):
@@ -120,6 +122,8 @@ class Operator(_Closed):
     prefetch: Any = setting("operator_prefetch")
     events: Any = setting("events")
     redeliver_after_seconds: Any = setting("redeliver_after_seconds")
+    kube_request_timeout_seconds: Any = setting("kube_request_timeout_seconds")
+    kube_watch_idle_seconds: Any = setting("kube_watch_idle_seconds")
     grace_seconds: Any = setting("operator_grace_seconds")
     """(The pod's terminationGracePeriodSeconds is this plus 10.)"""
     resources: Resources = Resources()

@@ -34,11 +34,45 @@ async def load_configuration(kubeconfig: str | None = None) -> client.Configurat
     return configuration
 
 
-async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client configured by ``load_configuration``."""
+REQUEST_TIMEOUT_S = 10.0
+WATCH_MARGIN_S = 30.0
+
+
+async def make_api_client(
+    kubeconfig: str | None = None, request_timeout: float = REQUEST_TIMEOUT_S
+) -> client.ApiClient:
+    """An API client configured by ``load_configuration``, whose every call has a timeout.
+
+    ``request_timeout`` bounds each call (seconds) unless the call passes its own
+    ``_request_timeout``: kubernetes_asyncio sends a request without one with no timeout at all,
+    so a call on a connection that went silent (a lost apiserver, a dropped NAT entry) waited for
+    ever, and with it the saga whose status it was writing. A watch is bounded by its connect
+    and read times instead of its total (it legitimately lasts minutes): the watch loop
+    (``store.watching``) passes its own read bound.
+    """
     api = client.ApiClient(configuration=await load_configuration(kubeconfig))
     await _skip_environment_lookups(api)
+    _bound_requests(api, request_timeout)
     return api
+
+
+def _bound_requests(api: client.ApiClient, seconds: float) -> None:
+    rest: Any = api.rest_client
+    request = rest.request
+    default = aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)
+
+    async def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        if _request_timeout is None:
+            query = dict(kwargs.get("query_params") or [])
+            if query.get("watch"):
+                server_side = float(query.get("timeoutSeconds") or 0) or None
+                total = server_side + WATCH_MARGIN_S if server_side else None
+                _request_timeout = aiohttp.ClientTimeout(total=total, sock_connect=seconds)
+            else:
+                _request_timeout = default
+        return await request(*args, _request_timeout=_request_timeout, **kwargs)
+
+    rest.request = bounded
 
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NETRC")

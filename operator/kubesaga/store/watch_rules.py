@@ -14,7 +14,12 @@ from typing import Any
 
 WATCH_TIMEOUT_S = 300
 """How long one watch request lasts on the server before we watch again from the last version."""
+IDLE_TIMEOUT_S = 90.0
+"""The apiserver sends a bookmark about every minute to a watch that asks for them: a watch that
+has delivered nothing for longer is presumed dead (its connection silent) and opened again."""
 MAX_RETRY_AFTER_S = 10.0
+RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits before watching again after the apiserver was unreachable or failing (5xx), in a row."""
 
 
 class Recovery(Enum):
@@ -24,6 +29,9 @@ class Recovery(Enum):
     """410 Gone: the resourceVersion left the watch cache; list again and watch from there."""
     BACK_OFF = "back-off"
     """429 Too Many Requests (a new CRD's storage is still initialising): wait Retry-After."""
+    RETRY = "retry"
+    """5xx: the apiserver is up, its storage (etcd) is not yet: wait (``reconnect_backoff``)
+    and watch again from the same version. So are a refused, reset or silent connection."""
     RAISE = "raise"
     """Anything else is the caller's problem."""
 
@@ -34,7 +42,14 @@ def recovery(status: int | None) -> Recovery:
         return Recovery.RELIST
     if status == 429:
         return Recovery.BACK_OFF
+    if status is not None and status >= 500:
+        return Recovery.RETRY
     return Recovery.RAISE
+
+
+def reconnect_backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed watches in a row (5xx or no connection)."""
+    return RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float:

@@ -4,7 +4,10 @@ Every watch loop (client, demo, tests) goes through here, so each survives what 
 does to watches: 410 Gone (the resourceVersion fell out of the watch cache, after a long wait or
 an apiserver restart: list again), 429 Too Many Requests (a resource's storage is still
 initialising just after its CRD was created: wait Retry-After), and a watch the server ends after
-``timeout_seconds`` (watch again from the last version seen). Nothing polls.
+``timeout_seconds`` (watch again from the last version seen), and the apiserver restarting or
+the network failing under it: a 5xx, a connection refused or reset, or a watch that went silent
+(no event and no bookmark for ``idle_timeout``) is watched again from the last version seen after
+a short backoff, so no event is lost and nothing is listed again. Nothing polls.
 """
 
 from __future__ import annotations
@@ -14,19 +17,24 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.store.watch_rules import (
+    IDLE_TIMEOUT_S,
     WATCH_TIMEOUT_S,
     Recovery,
     listed_items,
+    reconnect_backoff,
     recovery,
 )
 from kubesaga.store.watch_rules import resource_version as version_of
 from kubesaga.store.watch_rules import retry_after as retry_after_header
 
 T = TypeVar("T")
+
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 ListFn = Callable[..., Awaitable[Any]]
 
@@ -36,6 +44,7 @@ async def follow(
     *args: Any,
     resource_version: str | None = None,
     watch_timeout: int = WATCH_TIMEOUT_S,
+    idle_timeout: float = IDLE_TIMEOUT_S,
     **kwargs: Any,
 ) -> AsyncGenerator[tuple[str, Any], None]:
     """Yield ``(type, object)``: the listed objects as ``ADDED``, then every change, for ever.
@@ -47,6 +56,7 @@ async def follow(
     with ``asyncio.timeout``; close it (``contextlib.aclosing``) when done, or use ``watch_until``.
     """
     version = resource_version
+    failures = 0
     while True:
         try:
             if version is None:
@@ -55,21 +65,42 @@ async def follow(
                     yield "ADDED", item
                 version = version_of(listing)
             stream = watch.Watch().stream(
-                list_fn, *args, resource_version=version, timeout_seconds=watch_timeout, **kwargs
+                list_fn,
+                *args,
+                resource_version=version,
+                timeout_seconds=watch_timeout,
+                allow_watch_bookmarks=True,
+                _request_timeout=aiohttp.ClientTimeout(
+                    total=watch_timeout + idle_timeout, sock_read=idle_timeout
+                ),
+                **kwargs,
             )
             async with stream:
                 async for event in stream:
+                    failures = 0
+                    if event["type"] == "BOOKMARK":
+                        version = version_of(event["raw_object"]) or version
+                        continue
                     obj = event["object"]
                     version = version_of(obj) or version
                     yield event["type"], obj
+            failures = 0
         except ApiException as error:
             match recovery(error.status):
                 case Recovery.RELIST:
                     version = None
                 case Recovery.BACK_OFF:
                     await asyncio.sleep(retry_after(error))
+                case Recovery.RETRY:
+                    await asyncio.sleep(reconnect_backoff(failures))
+                    failures += 1
                 case Recovery.RAISE:
                     raise
+        except _CONNECTION_ERRORS:
+            # Refused, reset or silent: the apiserver restarts or the network failed. The
+            # version is kept, so the next watch starts where this one stopped.
+            await asyncio.sleep(reconnect_backoff(failures))
+            failures += 1
 
 
 async def watch_until(
