@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+import kubesaga.operator.orchestrator as orchestrator_module
+from kubesaga import engine
 from kubesaga.broker import Disposition
 from kubesaga.models import CommandKind, Result, ResultStatus, SagaRef
 from kubesaga.operator import Orchestrator
@@ -312,3 +314,28 @@ async def test_a_result_queued_when_closing_is_requeued_not_left_hanging() -> No
     await closing
     assert (await first).disposition is Disposition.ACK
     assert (await queued).disposition is Disposition.REQUEUE
+
+
+async def test_a_relist_after_410_re_decides_nothing_the_operator_has_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a 410 the watch lists every saga again as ADDED, each at the resourceVersion the
+    operator already holds: none may be decided, written or published again (at 10,000 sagas
+    that would be 10,000 decisions at once, right when the apiserver is recovering)."""
+    rig = Rig()
+    for name in ("s1", "s2", "s3"):
+        await started(rig, name, spec("a", "b"))
+    decided: list[int] = []
+    real = engine.decide_all
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        decided.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(orchestrator_module, "decide_all", counting)
+    writes, published = rig.store.status_writes, len(rig.broker.published)
+    for name in ("s1", "s2", "s3"):  # the relist: the current copy of each, once more
+        rig.orchestrator.observe(await rig.store.get(NS, name))
+    await rig.settle()
+    assert decided == []
+    assert (rig.store.status_writes, len(rig.broker.published)) == (writes, published)

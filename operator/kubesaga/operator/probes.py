@@ -22,14 +22,18 @@ log = logging.getLogger("kubesaga.operator")
 
 API_TIMEOUT_SECONDS = 2.0
 API_FRESH_SECONDS = 5.0
+READYZ = "/readyz"
 
 
 class ApiReachability:
-    """``await check()``: does the Kubernetes API answer ``GET /version`` within the timeout?
+    """``await check()``: is the Kubernetes API ready (``GET /readyz`` within the timeout)?
 
-    ``/version`` is cheap for the apiserver and allowed to every account (the default
-    ``system:public-info-viewer`` role), so it needs no extra RBAC. Concurrent probes share one
-    request; a success counts for ``fresh_for`` seconds, a failure is re-checked on the next ask.
+    The apiserver's own ``/readyz`` includes its storage: with etcd down, ``/version`` still
+    answers 200 and the operator said ready while no status write could succeed (seen in the
+    control-plane chaos scenario). ``/readyz`` is cheap and allowed to every account (the
+    default ``system:public-info-viewer`` role), so it needs no extra RBAC. Concurrent probes
+    share one request; a success counts for ``fresh_for`` seconds, a failure is re-checked on
+    the next ask.
     """
 
     def __init__(
@@ -40,7 +44,7 @@ class ApiReachability:
         fresh_for: float = API_FRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._version = client.VersionApi(api)
+        self._api = api
         self._timeout = timeout
         self._fresh_for = fresh_for
         self._clock = clock
@@ -57,11 +61,18 @@ class ApiReachability:
 
     async def _ask(self) -> bool:
         try:
-            await self._version.get_code(_request_timeout=self._timeout)
+            await self._api.call_api(
+                READYZ,
+                "GET",
+                auth_settings=["BearerToken"],
+                response_types_map={200: "str"},
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            )
         except client.ApiException as error:
             # An answer is an answer, unless it says our credentials or the apiserver are broken.
             if error.status == 401 or error.status >= 500:
-                log.warning("Kubernetes API answers %s to GET /version", error.status)
+                log.warning("Kubernetes API answers %s to GET %s", error.status, READYZ)
                 return False
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             log.warning("Kubernetes API unreachable: %r", error)
