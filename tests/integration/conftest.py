@@ -24,6 +24,8 @@ from kubesaga.client import AsyncSagaClient
 from kubesaga.schema import CRD_NAME, saga_crd
 from kubesaga.settings import Settings
 from kubesaga.store.watching import wait_crd_established
+from tests.faults.platform import amqp_address, apiserver_address
+from tests.faults.proxy import TcpProxy, running_proxy
 from tests.integration.examples_kit import ExampleRun
 from tests.integration.harness import operator_task, unique
 
@@ -142,3 +144,20 @@ async def broker(
         for name in (settings.results_queue, settings.dead_letter_queue):
             await cleanup.queue_delete(name)
         await cleanup.close()
+
+
+# ------------------------------------------------------------------ network faults
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api_proxy(kubeconfig: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the platform's apiserver (see tests/faults/proxy.py)."""
+    async with running_proxy(*apiserver_address(kubeconfig)) as proxy:
+        yield proxy
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the platform's broker (see tests/faults/proxy.py)."""
+    async with running_proxy(*amqp_address(amqp_url)) as proxy:
+        yield proxy

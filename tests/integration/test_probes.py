@@ -21,12 +21,10 @@ from aio_pika.abc import AbstractRobustConnection
 from kubesaga.broker import action_queue
 from kubesaga.settings import Settings
 from tests.faults.platform import (
-    amqp_address,
-    apiserver_address,
     proxied_amqp_url,
     proxied_kubeconfig,
 )
-from tests.faults.proxy import TcpProxy, running_proxy
+from tests.faults.proxy import TcpProxy
 from tests.integration.harness import free_port, operator_env, operator_task, unique
 
 WAIT_S = 30
@@ -50,18 +48,6 @@ async def until_status(url: str, wanted: int, timeout: float = WAIT_S) -> None:
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise AssertionError(f"{url} answered {seen}, not {wanted}, for {timeout}s") from None
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
-    async with running_proxy(*amqp_address(amqp_url)) as proxy:
-        yield proxy
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api_proxy(kubeconfig: str) -> AsyncIterator[TcpProxy]:
-    async with running_proxy(*apiserver_address(kubeconfig)) as proxy:
-        yield proxy
 
 
 # -------------------------------------------------------------------------------- operator

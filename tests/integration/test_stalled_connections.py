@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import pytest_asyncio
 from kubernetes_asyncio import client
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.store import make_api_client, watching
 from tests.faults.platform import (
-    amqp_address,
-    apiserver_address,
     proxied_amqp_url,
     proxied_kubeconfig,
     restart,
 )
-from tests.faults.proxy import TcpProxy, running_proxy
+from tests.faults.proxy import TcpProxy
 
 T = TypeVar("T")
 REQUEST_TIMEOUT_S = 2.0
@@ -46,18 +43,6 @@ async def _ends_by_itself(operation: Awaitable[T], bound: float = BOUND_S) -> as
             await task
         raise AssertionError(f"still waiting after {bound}s on a stalled connection: hung")
     return task
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api_proxy(kubeconfig: str) -> AsyncIterator[TcpProxy]:
-    async with running_proxy(*apiserver_address(kubeconfig)) as proxy:
-        yield proxy
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
-    async with running_proxy(*amqp_address(amqp_url)) as proxy:
-        yield proxy
 
 
 # ------------------------------------------------------------------------ Kubernetes API
