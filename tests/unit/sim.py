@@ -80,6 +80,18 @@ class Sim:
         self.generation += 1
         return self.reconcile()
 
+    def set_spec(self, **changes: Any) -> Decision:
+        """Edit the spec (``suspend``, ``redrive``...) as a patch would, and reconcile."""
+        self.spec = self.spec.model_copy(update=changes)
+        self.generation += 1
+        return self.reconcile()
+
+    def suspend(self, on: bool = True) -> Decision:
+        return self.set_spec(suspend=on)
+
+    def redrive(self) -> Decision:
+        return self.set_spec(redrive=self.spec.redrive + 1)
+
     # answering ----------------------------------------------------------------------------
 
     def command(self, step: str, kind: CommandKind = CommandKind.EXECUTE) -> Command:

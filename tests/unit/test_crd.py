@@ -133,7 +133,7 @@ def test_sagas_stay_out_of_kubectl_get_all() -> None:
 
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in _version()["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Progress", "Current", "Reason", "Age"]
+    assert list(columns) == ["Phase", "Progress", "Current", "Reason", "Resumes-To", "Age"]
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert columns["Progress"]["jsonPath"] == ".status.progress"
     assert columns["Current"]["jsonPath"] == ".status.currentStep"
@@ -141,6 +141,12 @@ def test_printer_columns() -> None:
         "name": "Reason",
         "type": "string",
         "jsonPath": ".status.reason",
+        "priority": 1,
+    }
+    assert columns["Resumes-To"] == {
+        "name": "Resumes-To",
+        "type": "string",
+        "jsonPath": ".status.resumePhase",
         "priority": 1,
     }
     assert columns["Age"] == {

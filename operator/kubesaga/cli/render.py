@@ -15,6 +15,7 @@ from kubesaga.models import SagaPhase, StepPhase
 PHASE_STYLE = {
     SagaPhase.PENDING: "dim",
     SagaPhase.RUNNING: "cyan",
+    SagaPhase.SUSPENDED: "bold yellow",
     SagaPhase.COMPLETED: "green",
     SagaPhase.COMPENSATING: "yellow",
     SagaPhase.COMPENSATED: "magenta",

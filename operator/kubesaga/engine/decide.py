@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from kubesaga.engine import compensation, forward, phase, results
+from kubesaga.engine import compensation, forward, phase, redrive, results, suspend
 from kubesaga.engine.commands import attempt_of, awaiting_result
 from kubesaga.engine.draft import EXPECTED_PHASE, Draft
 from kubesaga.engine.graph import spec_problem, status_problem
@@ -60,12 +60,14 @@ def _apply(draft: Draft, events: Sequence[Event]) -> list[Judgement]:
     """Record every event in order, then move the saga on once if any of them counted."""
     spec_changed = draft.status.observed_generation != draft.saga.generation
     draft.status.observed_generation = draft.saga.generation
+    suspend.lift(draft)
     judgements = [
         results.judge(draft, event.result) if isinstance(event, ResultReceived) else APPLIED
         for event in events
     ]
     if any(j.verdict is Verdict.APPLIED for j in judgements):
         _advance(draft, spec_changed)
+    suspend.hold(draft)
     return judgements
 
 
@@ -106,6 +108,7 @@ def _admit(draft: Draft) -> str | None:
         forward.start(draft)
         return None
     if phase.refused(status):
+        redrive.refuse_if_requested(draft)
         return "saga was rejected as invalid"
     problem = status_problem(draft.spec, status)
     if problem:
@@ -117,7 +120,11 @@ def _admit(draft: Draft) -> str | None:
 def _advance(draft: Draft, spec_changed: bool) -> None:
     """One step on from what the events left: time out, then forward or back."""
     _expire_attempts(draft)
+    redrive.requested(draft)
     status = draft.status
+    if suspend.hold(draft):
+        return
+    suspend.ignored(draft, spec_changed)
     if status.phase is SagaPhase.RUNNING:
         cause = forward.compensation_cause(draft)
         if cause:
@@ -142,7 +149,7 @@ def _advance(draft: Draft, spec_changed: bool) -> None:
             "nothing to do",
             warning=status.phase is SagaPhase.FAILED,
         )
-    if status.phase is SagaPhase.COMPENSATING:
+    if status.phase is SagaPhase.COMPENSATING and not suspend.hold(draft):
         compensation.compensate(draft)
 
 

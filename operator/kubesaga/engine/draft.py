@@ -101,11 +101,12 @@ class Draft:
 
     def _wake_at(self) -> datetime | None:
         times: list[datetime] = []
+        held = self.status.phase is SagaPhase.SUSPENDED  # only a timeout can change it
         for step in self.status.steps:
             for attempt in (step.execution, step.compensation):
                 if attempt is None:
                     continue
-                if attempt.next_attempt_at is not None:
+                if attempt.next_attempt_at is not None and not held:
                     times.append(attempt.next_attempt_at)
                 if awaiting_result(attempt) and attempt.attempt_deadline is not None:
                     times.append(attempt.attempt_deadline)

@@ -1,7 +1,8 @@
 """Size limits that keep a Saga object far below etcd's ~1.5 MiB object limit.
 
 Worst case with these figures: spec <= 128 KiB, outputs 50 x 8 KiB = 400 KiB, errors and
-bookkeeping about 3 KiB a step = 150 KiB; under 700 KiB in all.
+bookkeeping about 3 KiB a step = 150 KiB, compensations kept by redrives 50 x 5 x 0.6 KiB =
+150 KiB; under 850 KiB in all.
 """
 
 import re
@@ -15,6 +16,10 @@ MAX_ERROR_MESSAGE_CHARS = 1024
 MAX_ERROR_TYPE_CHARS = 200
 MAX_STATUS_MESSAGE_CHARS = 4096
 MAX_ATTEMPTS = 100
+MAX_REDRIVES = 5
+"""Redrives of one saga (spec.redrive); each keeps the compensations it replaced in status."""
+MAX_HISTORY_ERROR_CHARS = 256
+"""An error kept in a step's compensationHistory is cut to this (the latest keeps 1024)."""
 MAX_RETRY_AFTER_SECONDS = 86400.0
 """The longest delay a handler may ask for (a retry policy's maxBackoffSeconds bounds it too)."""
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600

@@ -144,6 +144,18 @@ class SagaSpec(WireModel):
                 },
                 {
                     "rule": (
+                        "!has(oldSelf.redrive)"
+                        " || (has(self.redrive) && self.redrive >= oldSelf.redrive)"
+                    ),
+                    "message": "spec.redrive may only increase",
+                    "messageExpression": (
+                        "'spec.redrive may only increase (it was ' + string(oldSelf.redrive)"
+                        " + '): bump it by one to redrive the saga, e.g. kubesaga redrive NAME'"
+                    ),
+                    "fieldPath": ".redrive",
+                },
+                {
+                    "rule": (
                         "!has(oldSelf.compensate) || !oldSelf.compensate"
                         " || (has(self.compensate) && self.compensate)"
                     ),
@@ -168,6 +180,15 @@ class SagaSpec(WireModel):
     """Time limit of the whole saga from its start; when passed, the saga compensates."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     """Delete the Saga this long after it reached a final phase (like Jobs)."""
+    suspend: bool = False
+    """Set to true to stop dispatching: attempts in flight finish and are recorded, but no
+    step, retry or compensation starts until it is unset (phase Suspended meanwhile)."""
+    suspend_pauses_deadline: bool = False
+    """Stop the deadlineSeconds clock while suspended (by default the deadline keeps counting,
+    and a saga resumed past its deadline compensates)."""
+    redrive: int = Field(default=0, ge=0, le=limits.MAX_REDRIVES)
+    """Increase by one to redrive a saga Failed because a compensation failed: the failed
+    compensations run again, then the ones they blocked."""
 
     @model_validator(mode="after")
     def _names_unique(self) -> SagaSpec:

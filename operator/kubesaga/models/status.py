@@ -17,6 +17,8 @@ class SagaPhase(StrEnum):
 
     PENDING = "Pending"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    """spec.suspend holds it: nothing is dispatched until it resumes to status.resumePhase."""
     COMPLETED = "Completed"
     COMPENSATING = "Compensating"
     COMPENSATED = "Compensated"
@@ -98,6 +100,11 @@ class StepStatus(AttemptStatus):
     """What the action returned; kept through compensation."""
     compensation: CompensationStatus | None = None
     """Progress of the compensation, once it started."""
+    compensation_history: list[CompensationStatus] | None = Field(
+        default=None, max_length=limits.MAX_REDRIVES
+    )
+    """Compensations given up before a redrive (spec.redrive), oldest first; ``compensation``
+    is the one since the last redrive."""
 
     @property
     def execution(self) -> AttemptStatus:
@@ -129,7 +136,7 @@ class SagaStatus(StatusModel):
     """Observed state of the saga; the status subresource is the atomic store."""
 
     phase: SagaPhase = SagaPhase.PENDING
-    """Pending, Running, Completed, Compensating, Compensated or Failed."""
+    """Pending, Running, Suspended, Completed, Compensating, Compensated or Failed."""
     steps: list[StepStatus] = Field(default_factory=list, max_length=limits.MAX_STEPS)
     """One entry per spec step, in spec order."""
     message: str = Field(default="", max_length=limits.MAX_STATUS_MESSAGE_CHARS)
@@ -152,6 +159,13 @@ class SagaStatus(StatusModel):
     """When the saga deadline passes (from spec.deadlineSeconds)."""
     compensation_requested_at: datetime | None = None
     """When compensation began, for whatever reason."""
+    resume_phase: SagaPhase | None = None
+    """The phase a Suspended saga returns to when spec.suspend is unset (Running or
+    Compensating)."""
+    suspended_at: datetime | None = None
+    """When the saga was suspended (set while Suspended)."""
+    observed_redrive: int | None = None
+    """The last spec.redrive the operator acted on, redriving the saga or refusing to."""
 
     def step(self, name: str) -> StepStatus:
         for step in self.steps:

@@ -44,6 +44,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
     {"name": "Current", "type": "string", "jsonPath": ".status.currentStep"},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Resumes-To", "type": "string", "jsonPath": ".status.resumePhase", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
