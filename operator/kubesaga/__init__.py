@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         SagaHandle,
         SagaInvalid,
         SagaNotFound,
+        SagaNotRedrivable,
         SagaTimeout,
     )
     from kubesaga.errors import PermanentError, RetryableError, SagaError
@@ -59,6 +60,7 @@ _WHERE = {
     "SagaPhase": "kubesaga.models",
     "SagaSpec": "kubesaga.models",
     "SagaStatus": "kubesaga.models",
+    "SagaNotRedrivable": "kubesaga.client",
     "SagaTimeout": "kubesaga.client",
     "StepContext": "kubesaga.worker",
     "StepPhase": "kubesaga.models",
@@ -82,6 +84,7 @@ __all__ = [
     "SagaHandle",
     "SagaInvalid",
     "SagaNotFound",
+    "SagaNotRedrivable",
     "SagaPhase",
     "SagaSpec",
     "SagaStatus",

@@ -431,3 +431,19 @@ async def test_kubectl_get_sagas_shows_the_printer_columns(
     code, out, err = await kubectl(kubeconfig, "get", "sagas", "-n", namespace)
     assert code == 0, err
     assert "REASON" not in out.split("\n")[0]
+
+
+async def test_lowering_redrive_is_rejected_with_how_to_redrive(
+    sagas: client.CustomObjectsApi, namespace: str
+) -> None:
+    created = await create(sagas, namespace, saga("redriven", SEED_STEPS, redrive=2))
+    created["spec"]["redrive"] = 1
+    found = await rejected(sagas, namespace, created, update=True)
+    assert_cause(found, "spec.redrive", "spec.redrive may only increase (it was 2)")
+
+
+async def test_redrive_past_its_limit_is_rejected(
+    sagas: client.CustomObjectsApi, namespace: str
+) -> None:
+    found = await rejected(sagas, namespace, saga("too-many", SEED_STEPS, redrive=6))
+    assert_cause(found, "spec.redrive", "less than or equal to 5")

@@ -106,6 +106,7 @@ def main() -> None:
 def _register() -> None:
     """Commands defined next to the code they drive."""
     from kubesaga.cli.demo_cmd import demo
+    from kubesaga.cli.operate_cmd import redrive, resume, suspend
     from kubesaga.cli.operator_cmd import operator
     from kubesaga.cli.sagas_cmd import compensate, get, start
     from kubesaga.cli.ui_cmd import ui
@@ -115,6 +116,9 @@ def _register() -> None:
     app.command("start")(start)
     app.command("get")(get)
     app.command("compensate")(compensate)
+    app.command("suspend")(suspend)
+    app.command("resume")(resume)
+    app.command("redrive")(redrive)
     app.command("worker")(worker)
     app.command("demo")(demo)
     app.command("ui")(ui)

@@ -16,6 +16,7 @@ from kubesaga.client.errors import (
     SagaClientError,
     SagaInvalid,
     SagaNotFound,
+    SagaNotRedrivable,
     SagaTimeout,
 )
 from kubesaga.client.handles import AsyncSagaHandle, SagaHandle
@@ -36,6 +37,7 @@ __all__ = [
     "SagaHandle",
     "SagaInvalid",
     "SagaNotFound",
+    "SagaNotRedrivable",
     "SagaTimeout",
 ]
 

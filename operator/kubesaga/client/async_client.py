@@ -114,10 +114,15 @@ class AsyncSagaClient:
         return AsyncSagaHandle(self, await self._read(namespace or self.namespace, name))
 
     async def list_sagas(
-        self, *, namespace: str | None = None, all_namespaces: bool = False
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str = "",
     ) -> list[AsyncSagaHandle]:
-        """Every saga in the namespace (or in all of them)."""
-        return await self._list(namespace, all_namespaces, "")
+        """Every saga in the namespace (or in all of them), or those ``label_selector`` picks
+        (``app=shop``, as ``kubectl -l``)."""
+        return await self._list(namespace, all_namespaces, "", label_selector)
 
     async def list_active(
         self, *, namespace: str | None = None, all_namespaces: bool = False
@@ -131,6 +136,30 @@ class AsyncSagaClient:
         Sets ``spec.compensate``; ``wait`` afterwards waits for the compensation to finish.
         """
         return await self._compensate(namespace or self.namespace, name)
+
+    async def suspend(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Stop dispatching for the saga (``spec.suspend: true``); returns at once.
+
+        Attempts in flight finish and are recorded; no step, retry or compensation starts
+        until ``resume``. The operator shows it as phase ``Suspended`` (a final saga stays as
+        it is). The deadline keeps counting unless the saga set ``suspendPausesDeadline``.
+        """
+        patch = resource.suspend_patch(True, None)
+        return await self._patch(namespace or self.namespace, name, patch)
+
+    async def resume(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Let a suspended saga go on from where it stood (``spec.suspend: false``)."""
+        patch = resource.suspend_patch(False, None)
+        return await self._patch(namespace or self.namespace, name, patch)
+
+    async def redrive(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Run the failed compensations of a saga Failed because one failed, then the rest.
+
+        Bumps ``spec.redrive``; returns at once (``wait`` waits for the outcome). Raises
+        ``SagaNotRedrivable``, changing nothing, for any other saga (Completed, Compensated,
+        still running, invalid, or with a redrive pending).
+        """
+        return await self._redrive(namespace or self.namespace, name)
 
     async def wait(
         self, name: str, timeout: float | None = None, *, namespace: str | None = None
@@ -201,23 +230,40 @@ class AsyncSagaClient:
         return resource.same_incarnation(Saga.from_raw(raw), uid)
 
     async def _list(
-        self, namespace: str | None, all_namespaces: bool, selector: str
+        self, namespace: str | None, all_namespaces: bool, selector: str, labels: str = ""
     ) -> list[AsyncSagaHandle]:
         ns = "" if all_namespaces else namespace or self.namespace
         try:
             if ns:
                 raw = await self.objects.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, ns, PLURAL, field_selector=selector
+                    API_GROUP,
+                    API_VERSION,
+                    ns,
+                    PLURAL,
+                    field_selector=selector,
+                    label_selector=labels,
                 )
             else:
                 raw = await self.objects.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, PLURAL, field_selector=selector
+                    API_GROUP,
+                    API_VERSION,
+                    PLURAL,
+                    field_selector=selector,
+                    label_selector=labels,
                 )
         except ApiException as error:
             raise translate(error, namespace=ns) from None
         return [AsyncSagaHandle(self, Saga.from_raw(item)) for item in raw.get("items", [])]
 
     async def _compensate(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        return await self._patch(namespace, name, resource.compensate_patch(uid))
+
+    async def _redrive(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        saga = await self._read(namespace, name, uid)
+        return await self._patch(namespace, name, resource.redrive_patch(saga))
+
+    async def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Saga:
+        """A merge patch of the saga's spec (compensate, suspend, redrive)."""
         api: Any = self.objects  # _content_type is accepted at run time, not in the stubs
         try:
             raw = await api.patch_namespaced_custom_object(
@@ -226,7 +272,7 @@ class AsyncSagaClient:
                 namespace,
                 PLURAL,
                 name,
-                resource.compensate_patch(uid),
+                patch,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:

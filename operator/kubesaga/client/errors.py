@@ -19,6 +19,7 @@ __all__ = [
     "SagaClientError",
     "SagaInvalid",
     "SagaNotFound",
+    "SagaNotRedrivable",
     "SagaTimeout",
 ]
 
@@ -78,6 +79,18 @@ class SagaTimeout(SagaClientError, TimeoutError):
     def __init__(self, message: str, *, last: Saga | None, namespace: str, name: str) -> None:
         super().__init__(message, namespace=namespace, name=name)
         self.last = last
+
+
+class SagaNotRedrivable(SagaClientError):
+    """``redrive`` refused: only a saga Failed because a compensation failed can be redriven.
+
+    Nothing was changed. The message says why (e.g. the saga Completed); ``saga`` is what was
+    read.
+    """
+
+    def __init__(self, message: str, *, saga: Saga) -> None:
+        super().__init__(message, namespace=saga.namespace, name=saga.name)
+        self.saga = saga
 
 
 class SagaApiError(SagaClientError):

@@ -3,14 +3,15 @@
 A handle refers to one saga (one uid: if the saga is deleted and a new one is created under the
 same name, the handle's ``wait`` raises ``SagaNotFound`` rather than follow the stranger) and
 keeps the latest snapshot it read. ``status`` and ``steps`` read that snapshot; ``refresh``,
-``wait`` and ``compensate`` update it. ``SagaHandle`` blocks, ``AsyncSagaHandle`` awaits; both
-read the same snapshot the same way.
+``wait``, ``compensate``, ``suspend``, ``resume`` and ``redrive`` update it. ``SagaHandle``
+blocks, ``AsyncSagaHandle`` awaits; both read the same snapshot the same way.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kubesaga.client import resource
 from kubesaga.client.saga import Saga
 from kubesaga.models import SagaPhase, SagaSpec, SagaStatus, StepStatus
 
@@ -83,6 +84,23 @@ class SagaHandle(_SagaRef):
         self.saga = self.client._compensate(self.namespace, self.name, uid=self.uid)
         return self.saga
 
+    def suspend(self) -> Saga:
+        """Stop dispatching for the saga (see ``SagaClient.suspend``)."""
+        patch = resource.suspend_patch(True, self.uid)
+        self.saga = self.client._patch(self.namespace, self.name, patch)
+        return self.saga
+
+    def resume(self) -> Saga:
+        """Let the suspended saga go on (see ``SagaClient.resume``)."""
+        patch = resource.suspend_patch(False, self.uid)
+        self.saga = self.client._patch(self.namespace, self.name, patch)
+        return self.saga
+
+    def redrive(self) -> Saga:
+        """Redrive the failed compensations (see ``SagaClient.redrive``)."""
+        self.saga = self.client._redrive(self.namespace, self.name, uid=self.uid)
+        return self.saga
+
 
 class AsyncSagaHandle(_SagaRef):
     """One saga, through an ``AsyncSagaClient``."""
@@ -104,4 +122,21 @@ class AsyncSagaHandle(_SagaRef):
     async def compensate(self) -> Saga:
         """Ask the operator to undo the saga (see ``AsyncSagaClient.compensate``)."""
         self.saga = await self.client._compensate(self.namespace, self.name, uid=self.uid)
+        return self.saga
+
+    async def suspend(self) -> Saga:
+        """Stop dispatching for the saga (see ``AsyncSagaClient.suspend``)."""
+        patch = resource.suspend_patch(True, self.uid)
+        self.saga = await self.client._patch(self.namespace, self.name, patch)
+        return self.saga
+
+    async def resume(self) -> Saga:
+        """Let the suspended saga go on (see ``AsyncSagaClient.resume``)."""
+        patch = resource.suspend_patch(False, self.uid)
+        self.saga = await self.client._patch(self.namespace, self.name, patch)
+        return self.saga
+
+    async def redrive(self) -> Saga:
+        """Redrive the failed compensations (see ``AsyncSagaClient.redrive``)."""
+        self.saga = await self.client._redrive(self.namespace, self.name, uid=self.uid)
         return self.saga

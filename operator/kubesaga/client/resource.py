@@ -11,18 +11,33 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubesaga.client.errors import SagaAlreadyExists, SagaInvalid, SagaNotFound
+from kubesaga.client.errors import (
+    SagaAlreadyExists,
+    SagaInvalid,
+    SagaNotFound,
+    SagaNotRedrivable,
+)
 from kubesaga.client.saga import Saga
-from kubesaga.models import API_GROUP, API_VERSION, KIND, JsonObject, SagaPhase, SagaSpec, StepSpec
+from kubesaga.engine.redrive import refusal as redrive_refusal
+from kubesaga.models import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    JsonObject,
+    SagaPhase,
+    SagaSpec,
+    StepSpec,
+    limits,
+)
 
 APIVERSION = f"{API_GROUP}/{API_VERSION}"
 FINAL_PHASES = tuple(phase for phase in SagaPhase if phase.is_final)
 ACTIVE_SELECTOR = ",".join(f"status.phase!={phase}" for phase in FINAL_PHASES)
 """Sagas not in a final phase, filtered by the apiserver (a CRD selectableField: 1.31+)."""
 
-IGNORED_ON_START = {"compensate"}
+IGNORED_ON_START = {"compensate", "suspend", "redrive"}
 """Spec fields that may differ between a running saga and a repeated ``start`` of it: a saga
-someone asked to compensate is still the saga that was started."""
+someone asked to compensate, suspended or redrove is still the saga that was started."""
 
 
 def build_spec(
@@ -129,6 +144,35 @@ def compensate_patch(uid: str | None) -> dict[str, Any]:
     differs from the object's: a handle never compensates a newer saga of the same name.
     """
     patch: dict[str, Any] = {"spec": {"compensate": True}}
+    if uid:
+        patch["metadata"] = {"uid": uid}
+    return patch
+
+
+def suspend_patch(suspend: bool, uid: str | None) -> dict[str, Any]:
+    """The merge patch that suspends (or resumes) the saga; with ``uid``, only that one."""
+    return _for_uid({"spec": {"suspend": suspend}}, uid)
+
+
+def redrive_patch(saga: Saga) -> dict[str, Any]:
+    """The merge patch that asks for one more redrive of ``saga``, or ``SagaNotRedrivable``.
+
+    The rule is the engine's own (``kubesaga.engine.redrive.refusal``), so what the client
+    refuses is exactly what the operator would refuse, and a refusal changes nothing.
+    """
+    where = f"saga {saga.namespace}/{saga.name}"
+    status = saga.status
+    why = redrive_refusal(status)
+    if why is None and status is not None and saga.spec.redrive > (status.observed_redrive or 0):
+        why = f"redrive {saga.spec.redrive} was requested and the operator has not acted on it yet"
+    if why is None and saga.spec.redrive >= limits.MAX_REDRIVES:
+        why = f"it was redriven {limits.MAX_REDRIVES} times, the most a saga keeps history for"
+    if why is not None:
+        raise SagaNotRedrivable(f"{where} cannot be redriven: {why}", saga=saga)
+    return _for_uid({"spec": {"redrive": saga.spec.redrive + 1}}, saga.uid)
+
+
+def _for_uid(patch: dict[str, Any], uid: str | None) -> dict[str, Any]:
     if uid:
         patch["metadata"] = {"uid": uid}
     return patch

@@ -125,10 +125,15 @@ class SagaClient:
         return SagaHandle(self, self._read(namespace or self.namespace, name))
 
     def list_sagas(
-        self, *, namespace: str | None = None, all_namespaces: bool = False
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str = "",
     ) -> list[SagaHandle]:
-        """Every saga in the namespace (or in all of them)."""
-        return self._list(namespace, all_namespaces, "")
+        """Every saga in the namespace (or in all of them), or those ``label_selector`` picks
+        (``app=shop``, as ``kubectl -l``)."""
+        return self._list(namespace, all_namespaces, "", label_selector)
 
     def list_active(
         self, *, namespace: str | None = None, all_namespaces: bool = False
@@ -142,6 +147,30 @@ class SagaClient:
         Sets ``spec.compensate``; ``wait`` afterwards waits for the compensation to finish.
         """
         return self._compensate(namespace or self.namespace, name)
+
+    def suspend(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Stop dispatching for the saga (``spec.suspend: true``); returns at once.
+
+        Attempts in flight finish and are recorded; no step, retry or compensation starts
+        until ``resume``. The operator shows it as phase ``Suspended`` (a final saga stays as
+        it is). The deadline keeps counting unless the saga set ``suspendPausesDeadline``.
+        """
+        patch = resource.suspend_patch(True, None)
+        return self._patch(namespace or self.namespace, name, patch)
+
+    def resume(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Let a suspended saga go on from where it stood (``spec.suspend: false``)."""
+        patch = resource.suspend_patch(False, None)
+        return self._patch(namespace or self.namespace, name, patch)
+
+    def redrive(self, name: str, *, namespace: str | None = None) -> Saga:
+        """Run the failed compensations of a saga Failed because one failed, then the rest.
+
+        Bumps ``spec.redrive``; returns at once (``wait`` waits for the outcome). Raises
+        ``SagaNotRedrivable``, changing nothing, for any other saga (Completed, Compensated,
+        still running, invalid, or with a redrive pending).
+        """
+        return self._redrive(namespace or self.namespace, name)
 
     def wait(
         self, name: str, timeout: float | None = None, *, namespace: str | None = None
@@ -198,22 +227,41 @@ class SagaClient:
             raise translate(error, namespace=namespace, name=name) from None
         return resource.same_incarnation(Saga.from_raw(raw), uid)
 
-    def _list(self, namespace: str | None, all_namespaces: bool, selector: str) -> list[SagaHandle]:
+    def _list(
+        self, namespace: str | None, all_namespaces: bool, selector: str, labels: str = ""
+    ) -> list[SagaHandle]:
         ns = "" if all_namespaces else namespace or self.namespace
         try:
             if ns:
                 raw = self.objects.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, ns, PLURAL, field_selector=selector
+                    API_GROUP,
+                    API_VERSION,
+                    ns,
+                    PLURAL,
+                    field_selector=selector,
+                    label_selector=labels,
                 )
             else:
                 raw = self.objects.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, PLURAL, field_selector=selector
+                    API_GROUP,
+                    API_VERSION,
+                    PLURAL,
+                    field_selector=selector,
+                    label_selector=labels,
                 )
         except ApiException as error:
             raise translate(error, namespace=ns) from None
         return [SagaHandle(self, Saga.from_raw(item)) for item in raw.get("items", [])]
 
     def _compensate(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        return self._patch(namespace, name, resource.compensate_patch(uid))
+
+    def _redrive(self, namespace: str, name: str, uid: str | None = None) -> Saga:
+        saga = self._read(namespace, name, uid)
+        return self._patch(namespace, name, resource.redrive_patch(saga))
+
+    def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Saga:
+        """A merge patch of the saga's spec (compensate, suspend, redrive)."""
         try:
             raw = self.objects.patch_namespaced_custom_object(
                 API_GROUP,
@@ -221,7 +269,7 @@ class SagaClient:
                 namespace,
                 PLURAL,
                 name,
-                resource.compensate_patch(uid),
+                patch,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
