@@ -439,7 +439,7 @@ async def test_lowering_redrive_is_rejected_with_how_to_redrive(
     created = await create(sagas, namespace, saga("redriven", SEED_STEPS, redrive=2))
     created["spec"]["redrive"] = 1
     found = await rejected(sagas, namespace, created, update=True)
-    assert_cause(found, "spec.redrive", "spec.redrive may only increase (it was 2)")
+    assert_cause(found, "spec.redrive", "spec.redrive may only increase: bump it by one")
 
 
 async def test_redrive_past_its_limit_is_rejected(
