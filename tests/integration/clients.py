@@ -40,6 +40,9 @@ class Handle(Protocol):
     async def wait(self, timeout: float | None = None) -> Saga: ...
     async def compensate(self) -> Saga: ...
     async def refresh(self) -> Saga: ...
+    async def suspend(self) -> Saga: ...
+    async def resume(self) -> Saga: ...
+    async def redrive(self) -> Saga: ...
 
 
 class Client(Protocol):
@@ -53,6 +56,10 @@ class Client(Protocol):
     async def get(self, name: str) -> Handle: ...
     async def list_active(self) -> list[Handle]: ...
     async def compensate(self, name: str) -> Saga: ...
+    async def suspend(self, name: str) -> Saga: ...
+    async def resume(self, name: str) -> Saga: ...
+    async def redrive(self, name: str) -> Saga: ...
+    async def list_sagas(self, label_selector: str = "") -> list[Handle]: ...
     async def wait(self, name: str, timeout: float | None = None) -> Saga: ...
     async def delete(self, name: str) -> None: ...
     def watch(self, name: str, timeout: float | None = None) -> AsyncIterator[Saga]: ...
@@ -78,6 +85,18 @@ class AsyncAdapter:
 
     async def compensate(self, name: str) -> Saga:
         return await self.client.compensate(name)
+
+    async def suspend(self, name: str) -> Saga:
+        return await self.client.suspend(name)
+
+    async def resume(self, name: str) -> Saga:
+        return await self.client.resume(name)
+
+    async def redrive(self, name: str) -> Saga:
+        return await self.client.redrive(name)
+
+    async def list_sagas(self, label_selector: str = "") -> list[Handle]:
+        return list(await self.client.list_sagas(label_selector=label_selector))
 
     async def wait(self, name: str, timeout: float | None = None) -> Saga:
         return await self.client.wait(name, timeout)
@@ -126,6 +145,15 @@ class ThreadedHandle:
     async def refresh(self) -> Saga:
         return await asyncio.to_thread(self.handle.refresh)
 
+    async def suspend(self) -> Saga:
+        return await asyncio.to_thread(self.handle.suspend)
+
+    async def resume(self) -> Saga:
+        return await asyncio.to_thread(self.handle.resume)
+
+    async def redrive(self) -> Saga:
+        return await asyncio.to_thread(self.handle.redrive)
+
 
 class SyncAdapter:
     """``SagaClient`` (blocking) run in threads."""
@@ -147,6 +175,19 @@ class SyncAdapter:
 
     async def compensate(self, name: str) -> Saga:
         return await asyncio.to_thread(self.client.compensate, name)
+
+    async def suspend(self, name: str) -> Saga:
+        return await asyncio.to_thread(self.client.suspend, name)
+
+    async def resume(self, name: str) -> Saga:
+        return await asyncio.to_thread(self.client.resume, name)
+
+    async def redrive(self, name: str) -> Saga:
+        return await asyncio.to_thread(self.client.redrive, name)
+
+    async def list_sagas(self, label_selector: str = "") -> list[Handle]:
+        handles = await asyncio.to_thread(self.client.list_sagas, label_selector=label_selector)
+        return [ThreadedHandle(h) for h in handles]
 
     async def wait(self, name: str, timeout: float | None = None) -> Saga:
         return await asyncio.to_thread(self.client.wait, name, timeout)

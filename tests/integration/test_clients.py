@@ -27,6 +27,7 @@ from kubesaga import (
     SagaClient,
     SagaInvalid,
     SagaNotFound,
+    SagaNotRedrivable,
     SagaPhase,
     SagaTimeout,
     StepPhase,
@@ -246,3 +247,46 @@ async def test_wait_lists_again_when_its_resource_version_expired(
     async with worker_task(worker, running_operator):  # no worker before: wait had to watch
         saga = await waiting
     assert saga.phase is SagaPhase.COMPLETED
+
+
+async def phase_seen(sagas: Client, name: str, phase: SagaPhase) -> Saga:
+    """Watch the saga (each phase change) until it is in ``phase``."""
+    async for saga in sagas.watch(name, WAIT_S):
+        if saga.phase is phase:
+            return saga
+    raise AssertionError(f"{name} settled without being {phase}")
+
+
+async def test_suspend_and_resume_by_client_and_by_handle(
+    running_operator: Settings, sagas: Client, prefix: str
+) -> None:
+    """suspend/resume patch spec.suspend of that saga; the operator shows Suspended and the
+    phase it resumes to, then Running again. No worker serves the action: it stays Running."""
+    unserved = [{"name": "a", "action": f"{prefix}-nobody.do"}]
+    handle = await sagas.start("pausable", unserved)
+    await phase_seen(sagas, "pausable", SagaPhase.RUNNING)
+    assert (await handle.suspend()).spec.suspend
+    held = await phase_seen(sagas, "pausable", SagaPhase.SUSPENDED)
+    assert held.status is not None and held.status.resume_phase is SagaPhase.RUNNING
+    assert not (await sagas.resume("pausable")).spec.suspend
+    await phase_seen(sagas, "pausable", SagaPhase.RUNNING)
+    assert (await sagas.suspend("pausable")).spec.suspend
+    await phase_seen(sagas, "pausable", SagaPhase.SUSPENDED)
+    assert not (await handle.resume()).spec.suspend
+
+
+async def test_redrive_of_a_saga_not_failed_is_refused_and_changes_nothing(
+    running_operator: Settings, sagas: Client, prefix: str
+) -> None:
+    """Only a saga Failed because a compensation failed can be redriven: anything else is
+    SagaNotRedrivable, from the client and from the handle, and spec.redrive stays as it was."""
+    unserved = [{"name": "a", "action": f"{prefix}-nobody.do"}]
+    handle = await sagas.start("moving", unserved, labels={"team": "refunds"})
+    await phase_seen(sagas, "moving", SagaPhase.RUNNING)
+    with pytest.raises(SagaNotRedrivable, match="the saga is Running"):
+        await sagas.redrive("moving")
+    with pytest.raises(SagaNotRedrivable, match="only a saga Failed because a compensation"):
+        await handle.redrive()
+    assert (await sagas.get("moving")).spec.redrive == 0
+    await sagas.start("other", unserved, labels={"team": "orders"})
+    assert [h.name for h in await sagas.list_sagas("team=refunds")] == ["moving"]
