@@ -4,12 +4,25 @@
 from __future__ import annotations
 
 from kubesaga import SagaPhase, StepPhase
-from tests.integration.examples_kit import EXAMPLES, ExampleRun, load_handlers
+from tests.integration.examples_kit import (
+    EXAMPLES,
+    WAIT_S,
+    ExampleRun,
+    load_handlers,
+    load_manifest,
+)
+from tests.integration.harness import worker_task
 
 
 def test_every_example_has_a_saga_handlers_and_a_readme() -> None:
     examples = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
-    assert examples == ["01-order-saga", "02-compensation", "03-parallel", "04-retry-timeout"]
+    assert examples == [
+        "01-order-saga",
+        "02-compensation",
+        "03-parallel",
+        "04-retry-timeout",
+        "06-suspend-redrive",
+    ]
     for example in examples:
         for file in ("saga.yaml", "handlers.py", "README.md"):
             assert (EXAMPLES / example / file).is_file(), f"{example}/{file}"
@@ -89,3 +102,36 @@ async def test_04_retryable_error_and_timeout_are_retried_to_success(
         ("charge_payment", 1, "hung"),
         ("charge_payment", 2, "ok"),
     ]
+
+
+async def test_06_suspended_saga_waits_then_fails_and_a_redrive_after_the_fix_compensates(
+    run_example: ExampleRun,
+) -> None:
+    """Created suspended: nothing runs until resumed. Then the carrier refuses, the refund
+    gateway is down and the saga ends Failed, the order left behind the refund; once the
+    gateway is up, a redrive refunds and then cancels the order."""
+    handlers = load_handlers("06-suspend-redrive")
+    name, spec, expected = load_manifest("06-suspend-redrive")
+    sagas = run_example.client
+    async with worker_task(handlers.worker, run_example.settings):
+        handle = await sagas.create(name, spec.model_copy(update={"suspend": True}))
+        async for seen in sagas.watch(name, WAIT_S):
+            if seen.phase is SagaPhase.SUSPENDED:
+                break
+        assert seen.status is not None and seen.status.step("create_order").attempt == 0
+        await handle.resume()
+        failed = await handle.wait(WAIT_S)
+        assert failed.phase is expected is SagaPhase.FAILED, failed.status
+        assert failed.status is not None and failed.status.reason == "CompensationFailed"
+        assert failed.status.step("create_order").phase is StepPhase.SUCCEEDED
+        assert list(handlers.shop.payments.values()) == ["charged"], "not refunded yet"
+        handlers.gateway.up = True  # the human fix
+        await handle.redrive()
+        saga = await handle.wait(WAIT_S)
+    assert saga.phase is SagaPhase.COMPENSATED, saga.status
+    assert [what.split()[0] for _, what in handlers.shop.journal[-2:]] == ["refunded", "order"]
+    assert set(handlers.shop.payments.values()) == {"refunded"}
+    assert set(handlers.shop.orders.values()) == {"cancelled"}
+    assert saga.status is not None
+    refund = saga.status.step("charge_payment")
+    assert [h.attempt for h in refund.compensation_history or []] == [2]
