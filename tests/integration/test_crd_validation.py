@@ -427,7 +427,8 @@ async def test_kubectl_get_sagas_shows_the_printer_columns(
     assert code == 0, err
     code, out, err = await kubectl(kubeconfig, "get", "sg", "-n", namespace, "-o", "wide")
     assert code == 0, err
-    assert out.split("\n")[0].split() == ["NAME", "PHASE", "PROGRESS", "CURRENT", "REASON", "AGE"]
+    header = out.split("\n")[0].split()
+    assert header == ["NAME", "PHASE", "PROGRESS", "CURRENT", "REASON", "RESUMES-TO", "AGE"]
     code, out, err = await kubectl(kubeconfig, "get", "sagas", "-n", namespace)
     assert code == 0, err
     assert "REASON" not in out.split("\n")[0]

@@ -31,6 +31,7 @@ from kubesaga.settings import Settings
 from kubesaga.store import watching
 from tests.integration.harness import OperatorProcess, operator_env, worker_task
 from tests.integration.scripted import Ledger, scripted_worker, step
+from tests.integration.test_crd_validation import kubectl
 
 WAIT_S = 90
 
@@ -115,6 +116,7 @@ def step_is(name: str, phase: StepPhase) -> Callable[[Saga], bool]:
 
 async def test_a_suspended_saga_records_the_step_in_flight_and_dispatches_nothing_more(
     running_operator: Settings,
+    kubeconfig: str,
     saga_client: AsyncSagaClient,
     api_client: k8s.ApiClient,
     namespace: str,
@@ -138,6 +140,11 @@ async def test_a_suspended_saga_records_the_step_in_flight_and_dispatches_nothin
         assert held.status.step("c").phase is StepPhase.PENDING
         assert held.status.step("c").attempt == 0, "c was dispatched while suspended"
         assert event.type == "Normal" and "nothing is dispatched" in event.message
+        wide = ("get", "sagas", "held", "-n", namespace, "-o", "wide")
+        code, out, err = await kubectl(kubeconfig, *wide)
+        assert code == 0, err
+        row = out.split("\n")[1].split()  # NAME PHASE PROGRESS [CURRENT] REASON RESUMES-TO AGE
+        assert (row[1], row[2], row[-3], row[-2]) == ("Suspended", "2/3", "Suspended", "Running")
         await handle.resume()
         saga = await handle.wait(WAIT_S)
         resumed = await event_seen(api_client, namespace, "held", "Resumed")

@@ -144,6 +144,17 @@ class SagaSpec(WireModel):
                 },
                 {
                     "rule": (
+                        "!has(oldSelf.redrive)"
+                        " || (has(self.redrive) && self.redrive >= oldSelf.redrive)"
+                    ),
+                    "message": (
+                        "spec.redrive may only increase: bump it by one to redrive the saga"
+                        " (kubesaga redrive NAME)"
+                    ),
+                    "fieldPath": ".redrive",
+                },
+                {
+                    "rule": (
                         "!has(oldSelf.compensate) || !oldSelf.compensate"
                         " || (has(self.compensate) && self.compensate)"
                     ),
@@ -174,22 +185,7 @@ class SagaSpec(WireModel):
     suspend_pauses_deadline: bool = False
     """Stop the deadlineSeconds clock while suspended (by default the deadline keeps counting,
     and a saga resumed past its deadline compensates)."""
-    redrive: int = Field(
-        default=0,
-        ge=0,
-        le=limits.MAX_REDRIVES,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self >= oldSelf",
-                    "message": (
-                        "spec.redrive may only increase: bump it by one to redrive the saga"
-                        " (kubesaga redrive NAME)"
-                    ),
-                }
-            ]
-        },
-    )
+    redrive: int = Field(default=0, ge=0, le=limits.MAX_REDRIVES)
     """Increase by one to redrive a saga Failed because a compensation failed: the failed
     compensations run again, then the ones they blocked."""
 
