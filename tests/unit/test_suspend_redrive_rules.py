@@ -259,6 +259,15 @@ def test_redrive_of_an_invalid_spec_is_refused() -> None:
     assert sim.status.observed_generation == sim.generation
 
 
+def test_redrive_of_a_suspended_saga_is_refused_as_suspended() -> None:
+    sim = order_saga()
+    sim.reconcile()
+    sim.suspend()
+    [refused] = sim.redrive().transitions
+    assert refused.reason == "RedriveRefused" and "the saga is Suspended" in refused.message
+    assert sim.phase() is SagaPhase.SUSPENDED
+
+
 def test_redrive_while_suspended_reopens_but_dispatches_on_resume() -> None:
     sim = failed_saga()
     sim.set_spec(suspend=True, redrive=1)

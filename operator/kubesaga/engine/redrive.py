@@ -64,7 +64,11 @@ def requested(draft: Draft) -> None:
     wanted, status = draft.spec.redrive, draft.status
     if wanted <= (status.observed_redrive or 0):
         return
-    why = refusal(status)
+    # A suspended saga is in its resume phase during the call (suspend.lift): judge it as seen.
+    seen = status
+    if status.suspended_at is not None:
+        seen = status.model_copy(update={"phase": SagaPhase.SUSPENDED})
+    why = refusal(seen)
     status.observed_redrive = wanted
     if why is not None:
         draft.note("RedriveRefused", f"redrive {wanted} refused: {why}", warning=True)
