@@ -34,6 +34,7 @@ from kubesaga import (
 )
 from kubesaga.settings import Settings
 from tests.integration.clients import AsyncAdapter, Client, SyncAdapter
+from tests.integration.gateway import gateway_worker, refund_saga
 from tests.integration.harness import operator_task, worker_task
 from tests.integration.scripted import scripted_worker, step
 
@@ -290,3 +291,21 @@ async def test_redrive_of_a_saga_not_failed_is_refused_and_changes_nothing(
     assert (await sagas.get("moving")).spec.redrive == 0
     await sagas.start("other", unserved, labels={"team": "orders"})
     assert [h.name for h in await sagas.list_sagas("team=refunds")] == ["moving"]
+
+
+async def test_redrive_by_handle_runs_the_failed_compensation_again_after_the_fix(
+    running_operator: Settings, sagas: Client, prefix: str
+) -> None:
+    """A saga Failed because a refund failed: after the fix, handle.redrive bumps spec.redrive
+    and wait sees it Compensated; a second redrive is refused (nothing left to redrive)."""
+    worker, ledger, gateway = gateway_worker(prefix)
+    async with worker_task(worker, running_operator):
+        handle = await sagas.start("refund", refund_saga(prefix))
+        assert (await handle.wait(WAIT_S)).phase is SagaPhase.FAILED
+        gateway.down = False
+        assert (await handle.redrive()).spec.redrive == 1
+        final = await handle.wait(WAIT_S)
+    assert final.phase is SagaPhase.COMPENSATED, final.status
+    assert ledger.steps("undo", "refund") == ["payment", "order"]
+    with pytest.raises(SagaNotRedrivable, match="rolled back cleanly"):
+        await sagas.redrive("refund")

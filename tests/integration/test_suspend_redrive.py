@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,19 +17,17 @@ from kubernetes_asyncio import client as k8s
 
 from kubesaga import (
     AsyncSagaClient,
-    PermanentError,
     SagaNotRedrivable,
     SagaPhase,
-    StepContext,
     StepPhase,
-    Worker,
 )
 from kubesaga.client import Saga
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store import watching
+from tests.integration.gateway import gateway_worker, refund_saga
 from tests.integration.harness import OperatorProcess, operator_env, worker_task
-from tests.integration.scripted import Ledger, scripted_worker, step
+from tests.integration.scripted import scripted_worker, step
 from tests.integration.test_crd_validation import kubectl
 
 WAIT_S = 90
@@ -261,52 +258,6 @@ async def cli(settings: Settings, kubeconfig: str, *args: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ redrive
-
-
-@dataclass
-class Gateway:
-    """A refund gateway a human can fix: compensations of ``gateway`` steps fail while down."""
-
-    down: bool = True
-    hold: bool = False
-    """Once up, hold each refund until ``release`` (to kill the operator meanwhile)."""
-    entered: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def gateway_worker(prefix: str) -> tuple[Worker, Ledger, Gateway]:
-    worker, ledger, gateway = Worker(f"gateway-{prefix}"), Ledger(), Gateway()
-
-    @worker.step(f"{prefix}.do")
-    async def do(ctx: StepContext) -> dict[str, Any]:
-        ledger.record("do", "start", ctx)
-        if ctx.input.get("fail"):
-            raise PermanentError("card declined", type="Declined")
-        ledger.record("do", "end", ctx)
-        return {"step": ctx.step_name}
-
-    @worker.compensation(f"{prefix}.undo")
-    async def undo(ctx: StepContext) -> None:
-        ledger.record("undo", "start", ctx)
-        if ctx.input.get("gateway"):
-            if gateway.down:
-                raise PermanentError("refund gateway down", type="GatewayDown")
-            if gateway.hold:
-                gateway.entered.set()
-                await gateway.release.wait()
-        assert ctx.step_output == {"step": ctx.step_name}, "the recorded output is kept"
-        ledger.record("undo", "end", ctx)
-
-    return worker, ledger, gateway
-
-
-def refund_saga(prefix: str) -> list[dict[str, Any]]:
-    """order, then refundable payment, then a shipment that fails: payment's refund fails."""
-    return [
-        step(prefix, "order"),
-        step(prefix, "payment", gateway=True),
-        step(prefix, "ship", fail=True),
-    ]
 
 
 async def test_redrive_after_a_human_fix_compensates_what_was_left_in_reverse_order(
