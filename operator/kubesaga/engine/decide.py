@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from kubesaga.engine import compensation, forward, phase, results
+from kubesaga.engine import approval, compensation, forward, phase, results
 from kubesaga.engine.commands import attempt_of, awaiting_result
 from kubesaga.engine.draft import EXPECTED_PHASE, Draft
 from kubesaga.engine.graph import spec_problem, status_problem
@@ -115,7 +115,8 @@ def _admit(draft: Draft) -> str | None:
 
 
 def _advance(draft: Draft, spec_changed: bool) -> None:
-    """One step on from what the events left: time out, then forward or back."""
+    """One step on from what the events left: answers, time out, then forward or back."""
+    approval.take_answers(draft, spec_changed)
     _expire_attempts(draft)
     status = draft.status
     if status.phase is SagaPhase.RUNNING:
@@ -147,7 +148,9 @@ def _advance(draft: Draft, spec_changed: bool) -> None:
 
 
 def _expire_attempts(draft: Draft) -> None:
-    """Timeouts: an attempt past its deadline counts as a retryable failure."""
+    """Timeouts: an attempt past its deadline counts as a retryable failure; an approval past
+    its timeout fails its step."""
+    approval.expire(draft)
     for step in draft.status.steps:
         for kind, expected in EXPECTED_PHASE.items():
             attempt = attempt_of(step, kind)

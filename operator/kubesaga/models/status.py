@@ -32,6 +32,8 @@ class StepPhase(StrEnum):
 
     PENDING = "Pending"
     RUNNING = "Running"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """An approval step whose dependencies succeeded, waiting for ``kubesaga approve|reject``."""
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
@@ -86,10 +88,37 @@ class CompensationStatus(AttemptStatus):
     """Progress of a step's compensation."""
 
 
+class ApprovalOutcome(StrEnum):
+    """How an approval step's wait ended."""
+
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    TIMED_OUT = "TimedOut"
+    CANCELLED = "Cancelled"
+    """The saga began compensating while the step waited: nothing is left to approve."""
+
+
+class ApprovalStatus(StatusModel):
+    """The record of an approval step: when it was asked, and who answered what and why."""
+
+    requested_at: datetime
+    """When the step's dependencies had succeeded and the wait began."""
+    timeout_at: datetime | None = None
+    """When the wait times out (from approval.timeoutSeconds)."""
+    outcome: ApprovalOutcome | None = None
+    """Approved, Rejected, TimedOut or Cancelled; absent while waiting."""
+    by: str | None = None
+    """Who answered (spec.approvals[].by)."""
+    reason: str | None = None
+    """Why, as the answer said."""
+    answered_at: datetime | None = None
+    """When the operator recorded the outcome."""
+
+
 class StepStatus(AttemptStatus):
     """Progress and outcome of one step."""
 
-    name: str
+    name: str = Field(max_length=limits.MAX_NAME_LENGTH)
     """The step's name, as in spec.steps."""
     phase: StepPhase = StepPhase.PENDING
     """Pending, Running, Succeeded, Failed, Skipped, Compensating, Compensated or
@@ -98,6 +127,8 @@ class StepStatus(AttemptStatus):
     """What the action returned; kept through compensation."""
     compensation: CompensationStatus | None = None
     """Progress of the compensation, once it started."""
+    approval: ApprovalStatus | None = None
+    """An approval step's request and answer, once it began to wait."""
 
     @property
     def execution(self) -> AttemptStatus:
