@@ -105,6 +105,7 @@ def main() -> None:
 
 def _register() -> None:
     """Commands defined next to the code they drive."""
+    from kubesaga.cli.approval_cmd import approve, reject
     from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.operator_cmd import operator
     from kubesaga.cli.sagas_cmd import compensate, get, start
@@ -115,6 +116,8 @@ def _register() -> None:
     app.command("start")(start)
     app.command("get")(get)
     app.command("compensate")(compensate)
+    app.command("approve")(approve)
+    app.command("reject")(reject)
     app.command("worker")(worker)
     app.command("demo")(demo)
     app.command("ui")(ui)

@@ -80,7 +80,7 @@ ANSWER_RULES: list[dict[str, Any]] = [
         "reason": "FieldValueForbidden",
     },
     {
-        "rule": "!has(self.spec.approvals) || has(self.status)",
+        "rule": "!has(self.spec.approvals) || size(self.spec.approvals) == 0 || has(self.status)",
         "message": "a new saga cannot carry approval answers: no step waits for one yet",
         "fieldPath": ".spec.approvals",
         "reason": "FieldValueForbidden",
