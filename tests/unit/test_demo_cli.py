@@ -21,12 +21,14 @@ def test_the_examples_and_their_expected_phases_come_from_the_manifests() -> Non
         ("02-compensation", SagaPhase.COMPENSATED),
         ("03-parallel", SagaPhase.COMPLETED),
         ("04-retry-timeout", SagaPhase.COMPLETED),
+        ("05-approval", SagaPhase.COMPENSATED),
     ]
     assert [e.name for e in examples] == [
         "order-saga",
         "declined-order",
         "parallel-order",
         "flaky-order",
+        "refund-7",
     ]
 
 
