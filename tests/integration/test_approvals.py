@@ -17,10 +17,12 @@ from kubesaga import (
     SagaClient,
     SagaInvalid,
     SagaPhase,
+    SagaTimeout,
     StepPhase,
 )
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL, ApprovalOutcome, SagaSpec
 from kubesaga.settings import Settings
+from kubesaga.store.watching import watch_until
 from tests.integration.harness import OperatorProcess, operator_env, worker_task
 from tests.integration.scripted import scripted_worker, step
 
@@ -44,6 +46,29 @@ async def until_waiting(client: AsyncSagaClient, name: str, step_name: str) -> N
     raise AssertionError(f"{name}: step {step_name} never waited for approval")
 
 
+async def events_of(
+    saga_client: AsyncSagaClient, namespace: str, name: str, reasons: set[str]
+) -> dict[str, tuple[str, str]]:
+    """Watch the saga's Events until one of each reason arrived: reason -> (type, message).
+
+    The operator posts them behind the transitions, so this runs while it still runs."""
+    seen: dict[str, tuple[str, str]] = {}
+
+    def all_seen(kind: str, obj: Any) -> bool | None:
+        if kind != "DELETED":
+            seen.setdefault(obj.reason, (obj.type, obj.message))
+        return True if reasons <= seen.keys() else None
+
+    async with asyncio.timeout(WAIT_S):
+        await watch_until(
+            k8s.CoreV1Api(saga_client.api).list_namespaced_event,
+            namespace,
+            check=all_seen,
+            field_selector=f"involvedObject.name={name}",
+        )
+    return seen
+
+
 async def test_approve_completes_the_saga_and_records_who_and_why(
     running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
 ) -> None:
@@ -56,6 +81,8 @@ async def test_approve_completes_the_saga_and_records_who_and_why(
         assert ledger.steps("do", "buy-1", event="start") == ["reserve"]
         await saga_client.approve("buy-1", "manager", "under budget")
         saga = await saga_client.wait("buy-1", WAIT_S)
+        events = await events_of(saga_client, namespace, "buy-1", {"ApprovalRequested", "Approved"})
+    assert events["Approved"] == ("Normal", f"step manager approved by {USER}: under budget")
     assert saga.phase is SagaPhase.COMPLETED
     assert saga.status is not None
     manager = saga.status.step("manager")
@@ -112,6 +139,8 @@ async def test_reject_compensates_the_earlier_steps_in_reverse_order(
         finally:
             blocking.close()
         saga = await saga_client.wait("buy-2", WAIT_S)
+        events = await events_of(saga_client, namespace, "buy-2", {"Rejected"})
+    assert events["Rejected"] == ("Warning", f"step manager rejected by {USER}: too expensive")
     assert saga.phase is SagaPhase.COMPENSATED
     assert ledger.steps("undo", "buy-2") == ["charge", "reserve"]
     assert ledger.steps("do", "buy-2", event="start") == ["reserve", "charge"]
@@ -123,12 +152,14 @@ async def test_reject_compensates_the_earlier_steps_in_reverse_order(
 
 
 async def test_no_answer_in_time_compensates(
-    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str
+    running_operator: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
 ) -> None:
     worker, ledger = scripted_worker(prefix)
     async with worker_task(worker, running_operator):
         await saga_client.start("buy-3", [step(prefix, "reserve"), gate("manager", timeout=1)])
         saga = await saga_client.wait("buy-3", WAIT_S)
+        events = await events_of(saga_client, namespace, "buy-3", {"ApprovalTimedOut"})
+    assert events["ApprovalTimedOut"] == ("Warning", "step manager got no answer within 1s")
     assert saga.phase is SagaPhase.COMPENSATED
     assert ledger.steps("undo", "buy-3") == ["reserve"]
     assert saga.status is not None
@@ -179,7 +210,11 @@ async def test_operator_killed_while_a_step_waits_then_approved_completes(
             )
             operator = OperatorProcess(operator_settings)
             await operator.start()
-            saga = await saga_client.wait("buy-5", WAIT_S)
+            try:
+                saga = await saga_client.wait("buy-5", WAIT_S)
+            except SagaTimeout as timeout:  # say where it stopped, and what the operator did
+                log = "\n".join(operator.log[-30:])
+                raise AssertionError(f"{timeout.last}\n{log}") from timeout
         finally:
             await operator.stop()
     assert saga.phase is SagaPhase.COMPLETED
