@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from kubesaga.engine import Verdict
 from kubesaga.engine.approval import refusal
 from kubesaga.models import ApprovalAnswer, ApprovalOutcome, CommandKind, SagaPhase, StepPhase
 from tests.unit.sim import Sim, spec_of, step
@@ -162,13 +163,14 @@ ANSWERS = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(ANSWERS)
+@given(ANSWERS, ANSWERS)
 def test_an_approval_is_answered_at_most_once_whatever_arrives(
+    early: list[tuple[str, bool, str, int]],
     answers: list[tuple[str, bool, str, int]],
 ) -> None:
-    """Any sequence of answers (duplicates, for steps not waiting, after a timeout): the
-    outcome an approval step records first never changes, and it is always an answer given
-    while the step waited, or its timeout."""
+    """Any answers in any order (before the steps wait, duplicates, for steps that are no
+    approvals, after a timeout): the outcome an approval step records never changes, and it is
+    the first answer given while the step waited, or its timeout."""
     sim = Sim(
         spec_of(
             step("a"),
@@ -178,6 +180,8 @@ def test_an_approval_is_answered_at_most_once_whatever_arrives(
         )
     )
     sim.reconcile()
+    for name, approved, by, _ in early:  # before any step waits: never counted
+        answer(sim, name, approved, by=by)
     sim.answer("a")
     recorded: dict[str, Any] = {}
     for name, approved, by, wait in answers:
@@ -200,7 +204,33 @@ def test_an_approval_is_answered_at_most_once_whatever_arrives(
                         approved,
                     )
     for gate_name in ("gate1", "gate2"):
-        first = sim.spec.answer(gate_name)
         record = sim.step(gate_name).approval
         if record is not None and record.outcome is ApprovalOutcome.APPROVED:
-            assert first is not None and first.approved and record.by == first.by
+            assert sim.phases()[gate_name] in (P.SUCCEEDED, P.COMPENSATED)
+
+
+def test_an_answer_given_before_the_step_waited_never_counts() -> None:
+    """Only a spec written past the CRD's rules can hold one; it is refused, not kept for later."""
+    sim = Sim(spec_of(step("a"), gate("ok", timeout=60)))
+    sim.reconcile()
+    answer(sim, "ok", True, by="early-bird")
+    assert "not waiting yet" in sim.decisions[-1].transitions[0].message
+    sim.answer("a")
+    assert sim.phases()["ok"] is P.AWAITING_APPROVAL
+    sim.advance(60)
+    assert sim.phases()["ok"] is P.FAILED
+    assert sim.error("ok").type == "ApprovalTimedOut"
+
+
+def test_an_answer_is_taken_when_only_a_duplicate_result_comes_with_it() -> None:
+    """A restarted operator may get a redelivered result before it lists the saga: the new
+    generation is observed in that call, so the answer must be taken in it too."""
+    sim = shop()
+    reserve = sim.result_for(sim.command("charge"))
+    given_ = ApprovalAnswer(step="manager", approved=True, by="alice")
+    sim.spec = sim.spec.model_copy(update={"approvals": [given_]})
+    sim.generation += 1
+    decision = sim.deliver(reserve)
+    assert decision.verdict is Verdict.DUPLICATE
+    assert sim.phases()["manager"] is P.SUCCEEDED
+    assert sim.sent_names()[-1] == "ship"

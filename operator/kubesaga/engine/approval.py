@@ -9,9 +9,11 @@ step that is waiting, and never changes or removes one), and is recorded here ex
   as for any failed step;
 - the saga compensates for another reason while it waits: the wait is cancelled (Skipped).
 
-An answer the apiserver accepted while the step waited wins over a timeout the operator had not
-recorded yet (it looks at answers first): "timed out" means the operator recorded it before any
-answer was there. A recorded outcome never changes; any other answer is refused with an Event.
+An answer already in the spec when the step began to wait never counts (given before the step
+waited). An answer the apiserver accepted while the step waited wins over a timeout the operator
+had not recorded yet (it looks at answers first): "timed out" means the operator recorded it
+before any answer was there. A recorded outcome never changes; any other answer is refused with
+an Event.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def request(draft: Draft, step: StepStatus) -> None:
     )
     step.phase = StepPhase.AWAITING_APPROVAL
     step.started_at = draft.now
-    step.approval = ApprovalStatus(requested_at=draft.now, timeout_at=timeout_at)
+    early = sum(1 for a in draft.spec.approvals if a.step == step.name)
+    step.approval = ApprovalStatus(
+        requested_at=draft.now, timeout_at=timeout_at, answers_before=early
+    )
     until = f" (times out after {gate.timeout_seconds:g}s)" if gate.timeout_seconds else ""
     draft.note(
         "ApprovalRequested",
@@ -55,25 +60,24 @@ def request(draft: Draft, step: StepStatus) -> None:
 
 
 def take_answers(draft: Draft, spec_changed: bool) -> None:
-    """Record the first answer to each waiting step; refuse (once per spec change) the others."""
-    taken: set[str] = set()
+    """Record the first answer given to each waiting step while it waited; refuse the others
+    with an Event (on the spec change that brought them)."""
+    taken: list[ApprovalAnswer] = []
     for step in draft.status.steps:
-        answer = draft.spec.answer(step.name)
-        if step.phase is StepPhase.AWAITING_APPROVAL and answer is not None:
-            _record(draft, step, answer)
-            taken.add(step.name)
+        if step.phase is StepPhase.AWAITING_APPROVAL and step.approval is not None:
+            given = [a for a in draft.spec.approvals if a.step == step.name]
+            if len(given) > step.approval.answers_before:
+                taken.append(given[step.approval.answers_before])
+                _record(draft, step, taken[-1])
     if not spec_changed:
         return
-    seen: set[str] = set()
     for answer in draft.spec.approvals:
-        first = answer.step not in seen
-        seen.add(answer.step)
-        if first and (answer.step in taken or _is_recorded(draft.status, answer)):
+        if any(answer is t for t in taken) or _is_recorded(draft.status, answer):
             continue
+        why = refusal(draft.status, answer.step) or "it was given before the step waited"
         draft.note(
             "ApprovalRefused",
-            f"answer to step {answer.step} by {answer.by} refused: "
-            f"{refusal(draft.status, answer.step) or 'the step was answered already'}",
+            f"answer to step {answer.step} by {answer.by} refused: {why}",
             warning=True,
             step=answer.step,
         )

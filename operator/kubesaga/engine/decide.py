@@ -64,7 +64,10 @@ def _apply(draft: Draft, events: Sequence[Event]) -> list[Judgement]:
         results.judge(draft, event.result) if isinstance(event, ResultReceived) else APPLIED
         for event in events
     ]
-    if any(j.verdict is Verdict.APPLIED for j in judgements):
+    # A new generation is looked at even when only duplicate results came with it: the status
+    # written now records it as observed, so no later Reconcile would take it up (an answer to
+    # an approval, spec.compensate set while the operator was down and a result redelivered).
+    if spec_changed or any(j.verdict is Verdict.APPLIED for j in judgements):
         _advance(draft, spec_changed)
     return judgements
 

@@ -113,6 +113,10 @@ class ApprovalStatus(StatusModel):
     """Why, as the answer said."""
     answered_at: datetime | None = None
     """When the operator recorded the outcome."""
+    answers_before: int = Field(default=0, ge=0)
+    """Answers to this step already in spec.approvals when the wait began: they were given
+    before the step waited, so they never count (the CRD refuses them; this is for a spec
+    written past its rules)."""
 
 
 class StepStatus(AttemptStatus):
