@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubesaga.client import (
+        ApprovalRefused,
         AsyncSagaClient,
         AsyncSagaHandle,
         Saga,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _WHERE = {
+    "ApprovalRefused": "kubesaga.client",
     "AsyncSagaClient": "kubesaga.client",
     "AsyncSagaHandle": "kubesaga.client",
     "PermanentError": "kubesaga.errors",
@@ -70,6 +72,7 @@ _WHERE = {
 """Public name -> the module that defines it, imported when the name is first used."""
 
 __all__ = [
+    "ApprovalRefused",
     "AsyncSagaClient",
     "AsyncSagaHandle",
     "PermanentError",

@@ -35,7 +35,7 @@ def test_every_pod_is_admitted_as_restricted_and_ready(cluster: Cluster, release
     components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}  # type: ignore[index]
     assert components == {"operator", "worker"}
     deployments = cluster.get_json("deployments", "-n", release)["items"]
-    assert len(deployments) == 6  # the operator and the five examples' workers
+    assert len(deployments) == 7  # the operator and the six examples' workers
     for pod in pods:
         name = pod["metadata"]["name"]  # type: ignore[index]
         conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}  # type: ignore[index]

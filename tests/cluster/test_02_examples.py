@@ -9,8 +9,8 @@ from tests.cluster.kube import Cluster, example_sagas
 EXAMPLES = example_sagas()
 
 
-def test_there_are_five_examples() -> None:
-    assert len(EXAMPLES) == 5
+def test_there_are_six_examples() -> None:
+    assert len(EXAMPLES) == 6
 
 
 @pytest.mark.parametrize(("name", "phase", "path"), EXAMPLES, ids=[e[0] for e in EXAMPLES])

@@ -233,7 +233,32 @@ async def test_an_empty_action_is_rejected(sagas: client.CustomObjectsApi, names
 
 async def test_a_missing_action_is_rejected(sagas: client.CustomObjectsApi, namespace: str) -> None:
     found = await rejected(sagas, namespace, saga("no-action", [{"name": "a"}]))
-    assert_cause(found, "spec.steps[0].action", "Required value")
+    assert_cause(found, "spec.steps[0]", 'step "a" must have exactly one of action or approval')
+
+
+async def test_a_step_with_both_action_and_approval_is_rejected(
+    sagas: client.CustomObjectsApi, namespace: str
+) -> None:
+    both = {"name": "a", "action": "x.a", "approval": {}}
+    found = await rejected(sagas, namespace, saga("both", [both]))
+    assert_cause(found, "spec.steps[0]", 'step "a" must have exactly one of action or approval')
+
+
+async def test_an_approval_step_with_a_compensation_is_rejected(
+    sagas: client.CustomObjectsApi, namespace: str
+) -> None:
+    gate = {"name": "ok", "approval": {"timeoutSeconds": 60}, "compensation": "x.undo"}
+    found = await rejected(sagas, namespace, saga("gate-undo", [gate]))
+    assert_cause(found, "spec.steps[0]", 'approval step "ok" cannot have compensation')
+
+
+async def test_an_answer_to_a_step_that_is_no_approval_is_rejected(
+    sagas: client.CustomObjectsApi, namespace: str
+) -> None:
+    body = saga("answer-action", [step("a")])
+    body["spec"]["approvals"] = [{"step": "a", "approved": True, "by": "me"}]
+    found = await rejected(sagas, namespace, body)
+    assert_cause(found, "spec.approvals", "may only answer approval steps of this saga")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from kubesaga import SagaPhase, StepPhase
+import contextlib
+
+from kubesaga import AsyncSagaClient, SagaPhase, StepPhase
+from kubesaga.settings import Settings
 from tests.integration.examples_kit import (
     EXAMPLES,
     WAIT_S,
@@ -21,6 +24,7 @@ def test_every_example_has_a_saga_handlers_and_a_readme() -> None:
         "02-compensation",
         "03-parallel",
         "04-retry-timeout",
+        "05-approval",
         "06-suspend-redrive",
     ]
     for example in examples:
@@ -102,6 +106,37 @@ async def test_04_retryable_error_and_timeout_are_retried_to_success(
         ("charge_payment", 1, "hung"),
         ("charge_payment", 2, "ok"),
     ]
+
+
+async def test_05_unanswered_approval_times_out_and_the_refund_is_cancelled(
+    run_example: ExampleRun,
+) -> None:
+    saga, handlers = await run_example("05-approval")
+    assert saga.phase is SagaPhase.COMPENSATED, saga.status
+    assert saga.status is not None
+    manager = saga.status.step("manager")
+    assert manager.error is not None and manager.error.type == "ApprovalTimedOut"
+    assert saga.status.step("pay_refund").phase is StepPhase.SKIPPED
+    assert handlers.refunds.open == {} and len(handlers.refunds.cancelled) == 1
+    assert handlers.refunds.paid == {}
+
+
+async def test_05_approved_refund_is_paid_with_the_approver_on_record(
+    running_operator: Settings, saga_client: AsyncSagaClient
+) -> None:
+    handlers = load_handlers("05-approval")
+    name, spec, _ = load_manifest("05-approval")
+    async with worker_task(handlers.worker, running_operator):
+        await saga_client.create(name, spec)
+        async with contextlib.aclosing(saga_client.watch(name, WAIT_S)) as snapshots:
+            async for seen in snapshots:
+                if seen.status and seen.status.step("manager").phase is StepPhase.AWAITING_APPROVAL:
+                    break
+        await saga_client.approve(name, "manager", "customer called", by="manager-anna")
+        saga = await saga_client.wait(name, WAIT_S)
+    assert saga.phase is SagaPhase.COMPLETED, saga.status
+    [payout] = handlers.refunds.paid.values()
+    assert payout == {"amount": 250, "approved_by": "manager-anna", "why": "customer called"}
 
 
 async def test_06_suspended_saga_waits_then_fails_and_a_redrive_after_the_fix_compensates(

@@ -656,5 +656,5 @@ def test_no_pod_gets_service_link_variables() -> None:
     )
     pods = [d["spec"] for d in find(docs, "Pod")]
     pods += [d["spec"]["template"]["spec"] for d in find(docs, "Deployment")]
-    assert len(pods) == 7  # the operator, five workers, the helm test hook
+    assert len(pods) == 8  # the operator, six workers, the helm test hook
     assert all(pod.get("enableServiceLinks") is False for pod in pods)

@@ -292,7 +292,8 @@ def test_only_the_spec_carries_transition_rules() -> None:
     for path, node in _walk(_root()):
         for rule in _rules(node):
             if "oldSelf" in rule["rule"]:
-                assert path == "spec", path
+                # The root's: a new approval answer only for a step its status shows waiting.
+                assert path in ("spec", ""), path
 
 
 def test_a_union_the_crd_cannot_express_is_an_error() -> None:

@@ -21,6 +21,7 @@ def test_the_examples_and_their_expected_phases_come_from_the_manifests() -> Non
         ("02-compensation", SagaPhase.COMPENSATED),
         ("03-parallel", SagaPhase.COMPLETED),
         ("04-retry-timeout", SagaPhase.COMPLETED),
+        ("05-approval", SagaPhase.COMPENSATED),
         ("06-suspend-redrive", SagaPhase.FAILED),
     ]
     assert [e.name for e in examples] == [
@@ -28,6 +29,7 @@ def test_the_examples_and_their_expected_phases_come_from_the_manifests() -> Non
         "declined-order",
         "parallel-order",
         "flaky-order",
+        "refund-7",
         "refund-order",
     ]
 

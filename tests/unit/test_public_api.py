@@ -41,6 +41,7 @@ WORKER_API = [
 def test_public_names_are_pinned() -> None:
     assert sorted(kubesaga.__all__) == sorted(
         [
+            "ApprovalRefused",
             "AsyncSagaClient",
             "AsyncSagaHandle",
             "PermanentError",

@@ -105,6 +105,7 @@ def main() -> None:
 
 def _register() -> None:
     """Commands defined next to the code they drive."""
+    from kubesaga.cli.approval_cmd import approve, reject
     from kubesaga.cli.demo_cmd import demo
     from kubesaga.cli.operate_cmd import redrive, resume, suspend
     from kubesaga.cli.operator_cmd import operator
@@ -119,6 +120,8 @@ def _register() -> None:
     app.command("suspend")(suspend)
     app.command("resume")(resume)
     app.command("redrive")(redrive)
+    app.command("approve")(approve)
+    app.command("reject")(reject)
     app.command("worker")(worker)
     app.command("demo")(demo)
     app.command("ui")(ui)

@@ -24,6 +24,7 @@ PHASE_STYLE = {
 STEP_STYLE = {
     StepPhase.PENDING: "dim",
     StepPhase.RUNNING: "cyan",
+    StepPhase.AWAITING_APPROVAL: "bold cyan",
     StepPhase.SUCCEEDED: "green",
     StepPhase.FAILED: "red",
     StepPhase.SKIPPED: "dim",
@@ -87,13 +88,15 @@ def saga_tree(saga: Saga) -> Tree:
             (spec.name, "bold"),
             "  ",
             (phase.value, STEP_STYLE[phase]),
-            f"  {spec.action}",
+            f"  {spec.action or 'approval'}",
             f"  attempt {st.attempt}" if st and st.attempt else "",
             f"  after {', '.join(deps[spec.name])}" if deps[spec.name] else "",
         )
         node = tree.add(label)
         if st and st.error:
             node.add(Text(f"error {st.error.type}: {st.error.message}", style="red"))
+        if st and st.approval and st.approval.by:
+            node.add(Text(f"{st.approval.outcome} by {st.approval.by}: {st.approval.reason}"))
         comp = st.compensation if st else None
         if comp is not None and spec.compensation:
             line = Text(f"compensation {spec.compensation}  attempt {comp.attempt}")

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kubesaga.client.errors import (
+    ApprovalRefused,
     SagaAlreadyExists,
     SagaApiError,
     SagaClientError,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from kubesaga.client.sync_client import SagaClient
 
 __all__ = [
+    "ApprovalRefused",
     "AsyncSagaClient",
     "AsyncSagaHandle",
     "Saga",

@@ -1,4 +1,4 @@
-"""``AsyncSagaClient``: start, inspect, compensate, wait for and watch Sagas (asyncio).
+"""``AsyncSagaClient``: start, inspect, compensate, approve, wait for and watch Sagas (asyncio).
 
 The client never talks to RabbitMQ or kopf: it writes Saga specs and reads their status; the
 operator does the rest. ``SagaClient`` (``sync_client``) is the same API, blocking; everything
@@ -16,13 +16,21 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kubesaga.client import resource
+from kubesaga.client import approvals, resource
 from kubesaga.client.api_errors import translate
 from kubesaga.client.errors import SagaNotFound
 from kubesaga.client.handles import AsyncSagaHandle
 from kubesaga.client.progress import Progress, Waiter
 from kubesaga.client.saga import Saga
-from kubesaga.models import API_GROUP, API_VERSION, PLURAL, JsonObject, SagaSpec, StepSpec
+from kubesaga.models import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    ApprovalAnswer,
+    JsonObject,
+    SagaSpec,
+    StepSpec,
+)
 from kubesaga.store.kube import make_api_client
 from kubesaga.store.watching import follow
 
@@ -161,6 +169,39 @@ class AsyncSagaClient:
         """
         return await self._redrive(namespace or self.namespace, name)
 
+    async def approve(
+        self,
+        name: str,
+        step: str,
+        reason: str = "",
+        *,
+        by: str | None = None,
+        namespace: str | None = None,
+    ) -> Saga:
+        """Approve the approval step ``step``: it succeeds, and the saga goes on.
+
+        Records ``by`` (default: the caller's Kubernetes user name) and ``reason`` in
+        ``spec.approvals``; the operator copies them into the step's status and output. Raises
+        ``ApprovalRefused`` when the step is not waiting (not reached yet, answered or timed
+        out already, saga compensating or ended), saying why; returns at once.
+        """
+        return await self._answer(namespace or self.namespace, name, step, True, reason, by)
+
+    async def reject(
+        self,
+        name: str,
+        step: str,
+        reason: str = "",
+        *,
+        by: str | None = None,
+        namespace: str | None = None,
+    ) -> Saga:
+        """Reject the approval step ``step``: it fails, and the saga compensates.
+
+        As ``approve`` otherwise (who and why recorded, ``ApprovalRefused`` when not waiting).
+        """
+        return await self._answer(namespace or self.namespace, name, step, False, reason, by)
+
     async def wait(
         self, name: str, timeout: float | None = None, *, namespace: str | None = None
     ) -> Saga:
@@ -277,6 +318,34 @@ class AsyncSagaClient:
             )
         except ApiException as error:
             raise translate(error, namespace=namespace, name=name) from None
+        return Saga.from_raw(raw)
+
+    async def _answer(
+        self, namespace: str, name: str, step: str, approved: bool, reason: str, by: str | None
+    ) -> Saga:
+        saga = await self._read(namespace, name)
+        approvals.check(saga, step)
+        api: Any = self.objects  # _content_type is accepted at run time, not in the stubs
+        try:
+            if by is None:
+                auth: Any = client.AuthenticationV1Api(self.api)
+                by = approvals.username(
+                    await auth.create_self_subject_review(approvals.SELF_SUBJECT_REVIEW)
+                )
+            answer = ApprovalAnswer(step=step, approved=approved, by=by, reason=reason)
+            raw = await api.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                approvals.answer_patch(saga, answer),
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            raise approvals.refused_by_api(
+                translate(error, namespace=namespace, name=name), saga, step
+            ) from None
         return Saga.from_raw(raw)
 
     async def _wait(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from kubesaga.client.saga import Saga
 
 __all__ = [
+    "ApprovalRefused",
     "SagaAlreadyExists",
     "SagaApiError",
     "SagaClientError",
@@ -71,6 +72,12 @@ class SagaInvalid(SagaClientError, ValueError):
     ) -> None:
         super().__init__(message, namespace=namespace, name=name)
         self.causes = causes or []
+
+
+class ApprovalRefused(SagaClientError, ValueError):
+    """``approve`` or ``reject`` of a step that cannot take an answer now: not an approval step,
+    not reached yet, answered or timed out already, or the saga compensates or ended. The
+    message says which (and who answered, when it was answered)."""
 
 
 class SagaTimeout(SagaClientError, TimeoutError):

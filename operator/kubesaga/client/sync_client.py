@@ -1,4 +1,4 @@
-"""``SagaClient``: start, inspect, compensate, wait for and watch Sagas, blocking.
+"""``SagaClient``: start, inspect, compensate, approve, wait for and watch Sagas, blocking.
 
 For the services that start sagas from synchronous code (Django, Flask, Celery tasks,
 scripts), on the official ``kubernetes`` package. It is ``AsyncSagaClient`` method for method,
@@ -15,14 +15,22 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from kubesaga.client import resource
+from kubesaga.client import approvals, resource
 from kubesaga.client.api_errors import translate
 from kubesaga.client.errors import SagaNotFound
 from kubesaga.client.handles import SagaHandle
 from kubesaga.client.progress import Progress, Waiter
 from kubesaga.client.saga import Saga
 from kubesaga.client.sync_watch import follow
-from kubesaga.models import API_GROUP, API_VERSION, PLURAL, JsonObject, SagaSpec, StepSpec
+from kubesaga.models import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    ApprovalAnswer,
+    JsonObject,
+    SagaSpec,
+    StepSpec,
+)
 from kubesaga.store.config_source import IN_CLUSTER, config_source
 
 
@@ -172,6 +180,39 @@ class SagaClient:
         """
         return self._redrive(namespace or self.namespace, name)
 
+    def approve(
+        self,
+        name: str,
+        step: str,
+        reason: str = "",
+        *,
+        by: str | None = None,
+        namespace: str | None = None,
+    ) -> Saga:
+        """Approve the approval step ``step``: it succeeds, and the saga goes on.
+
+        Records ``by`` (default: the caller's Kubernetes user name) and ``reason`` in
+        ``spec.approvals``; the operator copies them into the step's status and output. Raises
+        ``ApprovalRefused`` when the step is not waiting (not reached yet, answered or timed
+        out already, saga compensating or ended), saying why; returns at once.
+        """
+        return self._answer(namespace or self.namespace, name, step, True, reason, by)
+
+    def reject(
+        self,
+        name: str,
+        step: str,
+        reason: str = "",
+        *,
+        by: str | None = None,
+        namespace: str | None = None,
+    ) -> Saga:
+        """Reject the approval step ``step``: it fails, and the saga compensates.
+
+        As ``approve`` otherwise (who and why recorded, ``ApprovalRefused`` when not waiting).
+        """
+        return self._answer(namespace or self.namespace, name, step, False, reason, by)
+
     def wait(
         self, name: str, timeout: float | None = None, *, namespace: str | None = None
     ) -> Saga:
@@ -274,6 +315,32 @@ class SagaClient:
             )
         except ApiException as error:
             raise translate(error, namespace=namespace, name=name) from None
+        return Saga.from_raw(raw)
+
+    def _answer(
+        self, namespace: str, name: str, step: str, approved: bool, reason: str, by: str | None
+    ) -> Saga:
+        saga = self._read(namespace, name)
+        approvals.check(saga, step)
+        try:
+            auth: Any = client.AuthenticationV1Api(self.api)  # takes a dict at run time
+            who = by or approvals.username(
+                auth.create_self_subject_review(approvals.SELF_SUBJECT_REVIEW)
+            )
+            answer = ApprovalAnswer(step=step, approved=approved, by=who, reason=reason)
+            raw = self.objects.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                approvals.answer_patch(saga, answer),
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            raise approvals.refused_by_api(
+                translate(error, namespace=namespace, name=name), saga, step
+            ) from None
         return Saga.from_raw(raw)
 
     def _wait(

@@ -8,7 +8,7 @@ be wrong. The saga then ends Failed, naming what failed and what was left uncomp
 
 from __future__ import annotations
 
-from kubesaga.engine import phase
+from kubesaga.engine import approval, phase
 from kubesaga.engine.commands import awaiting_result
 from kubesaga.engine.draft import Draft
 from kubesaga.engine.retry import retry_or_give_up
@@ -36,6 +36,7 @@ def begin(draft: Draft, reason: str, message: str) -> None:
     failed, since the retry would only be undone again.
     """
     draft.transitions.append(phase.begin_compensating(draft.status, reason, message, draft.now))
+    approval.cancel_waiting(draft)
     for step in draft.status.steps:
         if step.phase is StepPhase.PENDING:
             step.phase = StepPhase.SKIPPED

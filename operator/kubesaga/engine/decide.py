@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from kubesaga.engine import compensation, forward, phase, redrive, results, suspend
+from kubesaga.engine import approval, compensation, forward, phase, redrive, results, suspend
 from kubesaga.engine.commands import attempt_of, awaiting_result
 from kubesaga.engine.draft import EXPECTED_PHASE, Draft
 from kubesaga.engine.graph import spec_problem, status_problem
@@ -65,7 +65,10 @@ def _apply(draft: Draft, events: Sequence[Event]) -> list[Judgement]:
         results.judge(draft, event.result) if isinstance(event, ResultReceived) else APPLIED
         for event in events
     ]
-    if any(j.verdict is Verdict.APPLIED for j in judgements):
+    # A new generation is looked at even when only duplicate results came with it: the status
+    # written now records it as observed, so no later Reconcile would take it up (an answer to
+    # an approval, spec.compensate set while the operator was down and a result redelivered).
+    if spec_changed or any(j.verdict is Verdict.APPLIED for j in judgements):
         _advance(draft, spec_changed)
     suspend.hold(draft)
     return judgements
@@ -118,7 +121,8 @@ def _admit(draft: Draft) -> str | None:
 
 
 def _advance(draft: Draft, spec_changed: bool) -> None:
-    """One step on from what the events left: time out, then forward or back."""
+    """One step on from what the events left: answers, time out, then forward or back."""
+    approval.take_answers(draft, spec_changed)
     _expire_attempts(draft)
     redrive.requested(draft)
     status = draft.status
@@ -154,7 +158,9 @@ def _advance(draft: Draft, spec_changed: bool) -> None:
 
 
 def _expire_attempts(draft: Draft) -> None:
-    """Timeouts: an attempt past its deadline counts as a retryable failure."""
+    """Timeouts: an attempt past its deadline counts as a retryable failure; an approval past
+    its timeout fails its step."""
+    approval.expire(draft)
     for step in draft.status.steps:
         for kind, expected in EXPECTED_PHASE.items():
             attempt = attempt_of(step, kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from kubesaga.engine import approval
 from kubesaga.engine.commands import attempt_of, awaiting_result, build_command, make_dispatch_id
 from kubesaga.engine.graph import StepGraph
 from kubesaga.engine.phase import refused, summarise
@@ -110,6 +111,7 @@ class Draft:
                     times.append(attempt.next_attempt_at)
                 if awaiting_result(attempt) and attempt.attempt_deadline is not None:
                     times.append(attempt.attempt_deadline)
+        times.extend(approval.wake_times(self.status))
         if self.status.phase is SagaPhase.RUNNING and self.status.deadline_at is not None:
             times.append(self.status.deadline_at)
         return min(times) if times else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kubesaga.engine import phase
+from kubesaga.engine import approval, phase
 from kubesaga.engine.draft import Draft
 from kubesaga.engine.retry import retry_or_give_up
 from kubesaga.models import (
@@ -111,6 +111,9 @@ def dispatch_ready(draft: Draft) -> None:
         if step.phase is StepPhase.PENDING:
             deps = draft.graph.deps[step.name]
             if all(by_name[d].phase is StepPhase.SUCCEEDED for d in deps):
+                if draft.spec.step(step.name).approval is not None:
+                    approval.request(draft, step)
+                    continue
                 step.phase = StepPhase.RUNNING
                 step.started_at = draft.now
                 draft.dispatch(step, CommandKind.EXECUTE)

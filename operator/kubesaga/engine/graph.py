@@ -115,6 +115,12 @@ def status_problem(spec: SagaSpec, status: SagaStatus) -> str | None:
             return f"step {step.name!r} is Running but was never dispatched"
         if step.phase is StepPhase.RUNNING and not (step.dispatch_id or step.next_attempt_at):
             return f"step {step.name!r} is Running with no attempt in flight or due"
+        if step.phase is StepPhase.AWAITING_APPROVAL and (
+            spec.step(step.name).approval is None
+            or step.approval is None
+            or step.approval.outcome is not None
+        ):
+            return f"step {step.name!r} is AwaitingApproval but no approval is open for it"
         if step.phase is StepPhase.COMPENSATING:
             comp = step.compensation
             if comp is None or comp.attempt < 1 or not (comp.dispatch_id or comp.next_attempt_at):

@@ -25,6 +25,10 @@ REFUSED_REASONS = ("InvalidSpec", "InvalidStatus")
 """Reasons of a saga the engine refused to run: it dispatches and accepts nothing more."""
 
 
+BUSY = (StepPhase.RUNNING, StepPhase.AWAITING_APPROVAL, StepPhase.COMPENSATING)
+"""Step phases shown in the ``Current`` printer column."""
+
+
 def refused(status: SagaStatus) -> bool:
     return status.reason in REFUSED_REASONS
 
@@ -126,5 +130,5 @@ def summarise(status: SagaStatus) -> None:
         status.message = status.message[: limits.MAX_STATUS_MESSAGE_CHARS - 1] + "…"
     done = sum(1 for s in status.steps if s.phase is StepPhase.SUCCEEDED)
     status.progress = f"{done}/{len(status.steps)}"
-    busy = [s.name for s in status.steps if s.phase in (StepPhase.RUNNING, StepPhase.COMPENSATING)]
+    busy = [s.name for s in status.steps if s.phase in BUSY]
     status.current_step = ",".join(busy) if busy else None

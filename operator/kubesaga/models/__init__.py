@@ -10,8 +10,17 @@ from kubesaga.models.messages import (
     ResultStatus,
     SagaRef,
 )
-from kubesaga.models.spec import RetryPolicy, SagaSpec, StepSpec, parse_spec
+from kubesaga.models.spec import (
+    ApprovalAnswer,
+    ApprovalSpec,
+    RetryPolicy,
+    SagaSpec,
+    StepSpec,
+    parse_spec,
+)
 from kubesaga.models.status import (
+    ApprovalOutcome,
+    ApprovalStatus,
     AttemptStatus,
     CompensationStatus,
     Condition,
@@ -39,6 +48,10 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SHORT_NAMES",
     "SINGULAR",
+    "ApprovalAnswer",
+    "ApprovalOutcome",
+    "ApprovalSpec",
+    "ApprovalStatus",
     "AttemptStatus",
     "Command",
     "CommandKind",

@@ -23,6 +23,9 @@ MAX_HISTORY_ERROR_CHARS = 256
 MAX_RETRY_AFTER_SECONDS = 86400.0
 """The longest delay a handler may ask for (a retry policy's maxBackoffSeconds bounds it too)."""
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_APPROVER_LENGTH = 253
+"""A Kubernetes user name (``system:serviceaccount:<ns>:<name>`` fits)."""
+MAX_APPROVAL_REASON_CHARS = 1024
 
 STEP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 """Lowercase letters, digits, ``-`` and ``_``; starts and ends with a letter or digit."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from kubesaga.models import limits
 from kubesaga.models._base import JsonObject, WireModel
@@ -47,8 +47,60 @@ class RetryPolicy(WireModel):
         return float(min(delay, self.max_backoff_seconds))
 
 
+class ApprovalSpec(WireModel):
+    """A step that waits for a person or another system instead of running an action.
+
+    Nothing is published for it: once its dependencies succeeded it waits for an answer in
+    ``spec.approvals`` (``kubesaga approve|reject``). Approved, it succeeds; rejected or timed
+    out, it fails and the saga compensates as for any failed step.
+    """
+
+    timeout_seconds: float | None = Field(default=None, gt=0, le=limits.MAX_TIMEOUT_SECONDS)
+    """How long to wait for an answer; absent: no limit of its own (the saga deadline holds)."""
+
+
+class ApprovalAnswer(WireModel):
+    """The answer to an approval step: written once, never changed (the CRD refuses both)."""
+
+    step: StepName
+    """The approval step answered."""
+    approved: bool
+    """True to approve (the step succeeds), false to reject (the step fails)."""
+    by: str = Field(min_length=1, max_length=limits.MAX_APPROVER_LENGTH)
+    """Who answered: the Kubernetes user name (the client fills it from a SelfSubjectReview)."""
+    reason: str = Field(default="", max_length=limits.MAX_APPROVAL_REASON_CHARS)
+    """Why, for the record and for the steps after it (they read it in the step's output)."""
+
+
+APPROVAL_STEP_RULES: list[JsonValue] = [
+    {
+        "rule": "has(self.action) != has(self.approval)",
+        "message": "a step has exactly one of action or approval",
+        "messageExpression": (
+            "'step \"' + self.name + '\" must have exactly one of action or approval'"
+        ),
+    },
+    {
+        "rule": (
+            "!has(self.approval) || (!has(self.compensation) && !has(self.compensationRetry)"
+            " && !has(self.timeoutSeconds) && !self.compensateOnFailure)"
+        ),
+        "message": (
+            "an approval step has nothing to undo or time out: no compensation, "
+            "compensationRetry, timeoutSeconds or compensateOnFailure (use approval.timeoutSeconds)"
+        ),
+        "messageExpression": (
+            "'approval step \"' + self.name + '\" cannot have compensation, compensationRetry,"
+            " timeoutSeconds or compensateOnFailure (an approval does nothing to undo;"
+            " its time limit is approval.timeoutSeconds)'"
+        ),
+    },
+]
+"""CEL rules of a step, the same as ``StepSpec._one_kind`` checks in Python."""
+
+
 class StepSpec(WireModel):
-    """One local transaction of the saga and how to undo it."""
+    """One local transaction of the saga and how to undo it (or an approval to wait for)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -59,14 +111,18 @@ class StepSpec(WireModel):
                     "messageExpression": "'step \"' + self.name + '\" cannot depend on itself'",
                     "fieldPath": ".dependsOn",
                 },
+                *APPROVAL_STEP_RULES,
             ]
         }
     )
 
     name: StepName
     """Unique within the saga; lowercase letters, digits, '-' and '_'."""
-    action: ActionName
-    """Registered action a worker executes (its queue is kubesaga.action.<action>)."""
+    action: ActionName | None = None
+    """Registered action a worker executes (its queue is kubesaga.action.<action>); a step has
+    exactly one of action and approval."""
+    approval: ApprovalSpec | None = None
+    """Wait for an answer (``kubesaga approve|reject``) instead of running an action."""
     compensation: ActionName | None = None
     """Registered action that undoes this step; none means nothing to undo."""
     input: JsonObject = Field(default_factory=dict)
@@ -93,9 +149,48 @@ class StepSpec(WireModel):
             raise ValueError("dependsOn must not name a step twice")
         return value
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> StepSpec:
+        if (self.action is None) == (self.approval is None):
+            raise ValueError(f"step {self.name!r} must have exactly one of action or approval")
+        if self.approval is not None and (
+            self.compensation is not None
+            or self.compensation_retry is not None
+            or self.timeout_seconds is not None
+            or self.compensate_on_failure
+        ):
+            raise ValueError(
+                f"approval step {self.name!r} cannot have compensation, compensationRetry, "
+                "timeoutSeconds or compensateOnFailure (an approval does nothing to undo; "
+                "its time limit is approval.timeoutSeconds)"
+            )
+        return self
+
     @property
     def compensation_policy(self) -> RetryPolicy:
         return self.compensation_retry or self.retry
+
+
+APPROVALS_RULES: list[JsonValue] = [
+    {
+        "rule": (
+            "!has(self.approvals) || self.approvals.all(a,"
+            " has(self.steps) && self.steps.exists(s, s.name == a.step && has(s.approval)))"
+        ),
+        "message": "spec.approvals may only answer approval steps of this saga",
+        "fieldPath": ".approvals",
+    },
+    {
+        "rule": (
+            "!has(oldSelf.approvals) || has(self.approvals)"
+            " && oldSelf.approvals.all(o, self.approvals.exists(n, n == o))"
+        ),
+        "message": "an approval answer cannot be changed or removed once given",
+        "fieldPath": ".approvals",
+    },
+]
+"""CEL rules of ``spec.approvals``: only approval steps, append-only. That a new answer's step
+is waiting needs the status, so that rule sits on the whole object (``schema/crd.py``)."""
 
 
 class SagaSpec(WireModel):
@@ -142,6 +237,7 @@ class SagaSpec(WireModel):
                     "message": "spec.steps is immutable once the saga exists; create a new Saga",
                     "fieldPath": ".steps",
                 },
+                *APPROVALS_RULES,
                 {
                     "rule": (
                         "!has(oldSelf.redrive)"
@@ -188,6 +284,12 @@ class SagaSpec(WireModel):
     redrive: int = Field(default=0, ge=0, le=limits.MAX_REDRIVES)
     """Increase by one to redrive a saga Failed because a compensation failed: the failed
     compensations run again, then the ones they blocked."""
+    approvals: list[ApprovalAnswer] = Field(
+        default_factory=list,
+        max_length=limits.MAX_STEPS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["step"]},
+    )
+    """Answers to approval steps, one per step, append-only (``kubesaga approve|reject``)."""
 
     @model_validator(mode="after")
     def _names_unique(self) -> SagaSpec:
@@ -209,6 +311,10 @@ class SagaSpec(WireModel):
                 deps[step.name] = list(step.depends_on)
             previous = step.name
         return deps
+
+    def answer(self, step: str) -> ApprovalAnswer | None:
+        """The first answer given to approval step ``step``, if any."""
+        return next((a for a in self.approvals if a.step == step), None)
 
     def step(self, name: str) -> StepSpec:
         for step in self.steps:

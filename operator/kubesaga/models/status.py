@@ -34,6 +34,8 @@ class StepPhase(StrEnum):
 
     PENDING = "Pending"
     RUNNING = "Running"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """An approval step whose dependencies succeeded, waiting for ``kubesaga approve|reject``."""
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
@@ -88,10 +90,41 @@ class CompensationStatus(AttemptStatus):
     """Progress of a step's compensation."""
 
 
+class ApprovalOutcome(StrEnum):
+    """How an approval step's wait ended."""
+
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    TIMED_OUT = "TimedOut"
+    CANCELLED = "Cancelled"
+    """The saga began compensating while the step waited: nothing is left to approve."""
+
+
+class ApprovalStatus(StatusModel):
+    """The record of an approval step: when it was asked, and who answered what and why."""
+
+    requested_at: datetime
+    """When the step's dependencies had succeeded and the wait began."""
+    timeout_at: datetime | None = None
+    """When the wait times out (from approval.timeoutSeconds)."""
+    outcome: ApprovalOutcome | None = None
+    """Approved, Rejected, TimedOut or Cancelled; absent while waiting."""
+    by: str | None = None
+    """Who answered (spec.approvals[].by)."""
+    reason: str | None = None
+    """Why, as the answer said."""
+    answered_at: datetime | None = None
+    """When the operator recorded the outcome."""
+    answers_before: int = Field(default=0, ge=0)
+    """Answers to this step already in spec.approvals when the wait began: they were given
+    before the step waited, so they never count (the CRD refuses them; this is for a spec
+    written past its rules)."""
+
+
 class StepStatus(AttemptStatus):
     """Progress and outcome of one step."""
 
-    name: str
+    name: str = Field(max_length=limits.MAX_NAME_LENGTH)
     """The step's name, as in spec.steps."""
     phase: StepPhase = StepPhase.PENDING
     """Pending, Running, Succeeded, Failed, Skipped, Compensating, Compensated or
@@ -105,6 +138,8 @@ class StepStatus(AttemptStatus):
     )
     """Compensations given up before a redrive (spec.redrive), oldest first; ``compensation``
     is the one since the last redrive."""
+    approval: ApprovalStatus | None = None
+    """An approval step's request and answer, once it began to wait."""
 
     @property
     def execution(self) -> AttemptStatus:

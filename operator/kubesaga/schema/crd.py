@@ -60,12 +60,46 @@ def status_schema() -> Schema:
     return structural(model_schema(SagaStatus, mode="serialization"))
 
 
+NOT_WAITING = (
+    "self.spec.approvals.filter(a, !(has(oldSelf.spec.approvals)"
+    " && oldSelf.spec.approvals.exists(o, o.step == a.step))"
+    " && !(has(self.status) && has(self.status.steps)"
+    " && self.status.steps.exists(s, s.name == a.step && has(s.approval)"
+    " && !has(s.approval.outcome))))"
+)
+"""CEL: the answers new in this write whose step is not waiting for one."""
+
+ANSWER_RULES: list[dict[str, Any]] = [
+    {
+        "rule": f"!has(self.spec.approvals) || {NOT_WAITING}.size() == 0",
+        "message": (
+            "an approval step can be answered only while it waits (status phase"
+            " AwaitingApproval): not before its dependencies succeeded, not after it was"
+            " answered or timed out, not once the saga compensates or ended"
+        ),
+        "fieldPath": ".spec.approvals",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.spec.approvals) || size(self.spec.approvals) == 0 || has(self.status)",
+        "message": "a new saga cannot carry approval answers: no step waits for one yet",
+        "fieldPath": ".spec.approvals",
+        "reason": "FieldValueForbidden",
+    },
+]
+"""On the whole object, since they read the status: a new answer in ``spec.approvals`` only for
+a step the operator recorded as waiting. The apiserver checks the first (a transition rule, so
+on updates) against the stored status in the same write, so an answer never lands after the
+operator recorded a timeout or an earlier answer. The second covers create (no status yet)."""
+
+
 def open_api_schema() -> Schema:
     """The whole object: apiVersion, kind, metadata, spec (required) and status."""
     return {
         "type": "object",
         "description": "A saga: steps run by handler workers, undone by compensations on failure.",
         "required": ["spec"],
+        "x-kubernetes-validations": ANSWER_RULES,
         "properties": {
             "apiVersion": {
                 "type": "string",

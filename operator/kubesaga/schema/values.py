@@ -172,6 +172,14 @@ class Rbac(_Closed):
     operator.namespaces). False means you grant the same rules yourself."""
 
 
+class Approvals(_Closed):
+    check_approver: bool = False
+    """Install a ValidatingAdmissionPolicy and its binding that refuse a new answer in
+    spec.approvals whose `by` is not the user sending it (docs/approvals.md). Needs Kubernetes
+    1.30+ and an installer allowed to create admission policies (cluster-scoped). Off by
+    default: it also refuses a system answering for a person (`kubesaga approve --by`)."""
+
+
 class SeccompProfile(_Open):
     type: str = "RuntimeDefault"
     """The runtime's default profile."""
@@ -346,6 +354,9 @@ class ChartValues(_Closed):
     """Least-privilege RBAC for the operator: read, watch and delete Sagas, update their status,
     create Events; cluster-wide also list and watch CustomResourceDefinitions (kopf follows the
     Saga CRD)."""
+    approvals: Approvals = Approvals()
+    """Approval steps: who may be named as the approver. Who may approve at all is who may
+    patch Sagas (RBAC you grant)."""
     pod_security_context: PodSecurityContext = PodSecurityContext()
     """Pod-level security context of the operator and the workers (Pod Security
     "restricted")."""

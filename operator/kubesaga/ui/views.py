@@ -70,7 +70,7 @@ def steps(spec: SagaSpec, status: SagaStatus | None) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": step.name,
-                "action": step.action,
+                "action": step.action or "none: an approval step (kubesaga approve|reject)",
                 "compensationAction": step.compensation,
                 "dependsOn": spec.dependencies()[step.name],
                 "phase": wire.get("phase", "Pending"),

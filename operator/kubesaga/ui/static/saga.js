@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const [, , namespace, name] = location.pathname.split("/").map(decodeURIComponent);
 const base = `/api/sagas/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`;
 const NODE = { w: 180, h: 48 };
-const PHASES = ["Pending", "Running", "Succeeded", "Failed", "Skipped", "Compensating", "Compensated", "CompensationFailed"];
+const PHASES = ["Pending", "Running", "AwaitingApproval", "Succeeded", "Failed", "Skipped", "Compensating", "Compensated", "CompensationFailed"];
 let current = null;
 
 document.title = `${name} · kubesaga`;
