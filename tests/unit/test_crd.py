@@ -287,13 +287,18 @@ def test_cel_rules_are_carried_from_the_models() -> None:
 
 
 def test_spec_rules_are_not_rechecked_on_status_writes() -> None:
-    """Every spec rule either compares with oldSelf itself or runs on create only (steps are
-    immutable): a status write, which cannot change the spec, evaluates none of them fully."""
+    """Every spec rule either compares with oldSelf itself or is guarded (on create only, or
+    when a field it reads changed): a status write, which cannot change the spec, evaluates
+    none of them fully. A rule reading ``self`` as a whole fails this on purpose: write it
+    with ``self.<field>`` so the guard applies (schema/update_guard.py)."""
     for rule in _rules(_at("spec")):
         if rule.get("optionalOldSelf"):
-            assert rule["rule"].startswith("oldSelf.hasValue() || ("), rule
+            assert rule["rule"].startswith("oldSelf.hasValue()"), rule
         else:
             assert "oldSelf" in rule["rule"], rule
+    steps_only = [r for r in _rules(_at("spec")) if r.get("optionalOldSelf")]
+    assert len(steps_only) == 2
+    assert all(r["rule"].startswith("oldSelf.hasValue() || (") for r in steps_only)
 
 
 def test_the_guard_checks_a_rule_again_when_a_mutable_field_it_reads_changes() -> None:
