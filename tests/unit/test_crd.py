@@ -32,6 +32,7 @@ from kubesaga.schema import (
     saga_crd,
     structural,
 )
+from kubesaga.schema.update_guard import guard, read_fields
 
 pytestmark = pytest.mark.unit
 
@@ -281,11 +282,46 @@ def test_cel_rules_are_carried_from_the_models() -> None:
     step_rules = StepSpec.model_config.get("json_schema_extra")
     assert isinstance(spec_rules, dict)
     assert isinstance(step_rules, dict)
-    assert _rules(_at("spec")) == spec_rules["x-kubernetes-validations"]
+    written = spec_rules["x-kubernetes-validations"]
+    assert isinstance(written, list)
+    assert _rules(_at("spec")) == [guard(dict(rule)) for rule in written if isinstance(rule, dict)]
+    assert len(_rules(_at("spec"))) == len(written)
     assert _rules(_at("spec.steps[]")) == step_rules["x-kubernetes-validations"]
     messages = [rule["message"] for rule in _rules(_at("spec"))]
     assert "step names must be unique" in messages
     assert "dependsOn must name a step of this saga" in messages
+
+
+def test_spec_rules_are_not_rechecked_on_status_writes() -> None:
+    """Every spec rule either compares with oldSelf itself or is guarded (on create only, or
+    when a field it reads changed): a status write, which cannot change the spec, evaluates
+    none of them fully. A rule reading ``self`` as a whole fails this on purpose: write it
+    with ``self.<field>`` so the guard applies (schema/update_guard.py)."""
+    for rule in _rules(_at("spec")):
+        if rule.get("optionalOldSelf"):
+            assert rule["rule"].startswith("oldSelf.hasValue()"), rule
+        else:
+            assert "oldSelf" in rule["rule"], rule
+    create_only = {
+        r["message"] for r in _rules(_at("spec")) if r["rule"].startswith("oldSelf.hasValue() || (")
+    }
+    assert {"step names must be unique", "dependsOn must name a step of this saga"} <= create_only
+
+
+def test_the_guard_checks_a_rule_again_when_a_mutable_field_it_reads_changes() -> None:
+    rule = {"rule": "!self.compensate || size(self.steps) > 0", "message": "m", "fieldPath": ".x"}
+    guarded = guard(rule)
+    assert guarded["optionalOldSelf"] is True
+    assert guarded["message"] == "m" and guarded["fieldPath"] == ".x"
+    assert guarded["rule"] == (
+        "oldSelf.hasValue() && (has(self.compensate) == has(oldSelf.value().compensate)"
+        " && (!has(self.compensate) || self.compensate == oldSelf.value().compensate))"
+        " || (!self.compensate || size(self.steps) > 0)"
+    )
+    assert read_fields("self.steps.all(s, has(self.context))") == frozenset({"steps", "context"})
+    assert read_fields("size(self) > 0 && has(self.steps)") is None
+    assert guard({"rule": "size(self) > 0"}) == {"rule": "size(self) > 0"}
+    assert guard({"rule": "self.steps == oldSelf.steps"}) == {"rule": "self.steps == oldSelf.steps"}
 
 
 def test_only_the_spec_carries_transition_rules() -> None:

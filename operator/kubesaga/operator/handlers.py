@@ -6,6 +6,7 @@ progress on the object (extra writes per change), while our state already lives 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -14,6 +15,28 @@ from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.operator.login import connection_info
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.store import SagaObject
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff-base for change-detection handlers, which this operator does not have.
+
+    kopf builds the "essence" of every watched object on every event, whatever handlers exist:
+    a deep copy of the whole body (status included), a read of its annotation and a diff. Only
+    on.create/update/resume handlers and daemons read that diff; with ``on.event`` alone it is
+    pure cost: py-spy put kopf at 20.7% of the operator's samples with it and 11.1% without
+    (bench/README.md). Nothing to build, fetch or store.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def build_registry(
@@ -37,6 +60,7 @@ def build_registry(
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True  # replicas need no leader: resourceVersion is the lock
         settings.posting.enabled = False  # we post our own Events, one per saga transition
+        settings.persistence.diffbase_storage = NoDiffBase()  # nothing reads kopf's diffs
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 300 + watch_idle
         settings.watching.connect_timeout = request_timeout

@@ -21,6 +21,7 @@ from kubesaga.models import (
     SagaStatus,
 )
 from kubesaga.schema._openapi import Schema, model_schema, structural
+from kubesaga.schema.update_guard import guard_spec_rules
 
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 CRD_PATH = "crds/kubesaga.io_sagas.yaml"
@@ -53,7 +54,9 @@ SELECTABLE_FIELDS: list[dict[str, str]] = [{"jsonPath": ".status.phase"}]
 
 
 def spec_schema() -> Schema:
-    return structural(model_schema(SagaSpec, mode="validation"))
+    """The spec, its CEL rules guarded so that status writes do not re-check them
+    (``update_guard``)."""
+    return guard_spec_rules(structural(model_schema(SagaSpec, mode="validation")))
 
 
 def status_schema() -> Schema:
