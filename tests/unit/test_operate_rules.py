@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from kubesaga import SagaNotRedrivable
 from kubesaga.cli import app
+from kubesaga.cli.operate_cmd import outcome, pick
 from kubesaga.client import Saga
 from kubesaga.client.resource import redrive_patch, spec_differences, suspend_patch
 from kubesaga.models import SagaSpec
@@ -82,3 +83,39 @@ def test_suspend_and_resume_need_exactly_one_way_to_pick_sagas(args: list[str]) 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "name the sagas, or pick them with -l SELECTOR, or use --all" in result.output
+
+
+def named(name: str, phase: str, suspend: bool = False) -> Saga:
+    raw: dict[str, Any] = {
+        "metadata": {"namespace": "shop", "name": name, "uid": f"u-{name}", "generation": 1},
+        "spec": {"steps": [{"name": "a", "action": "x.a"}], "suspend": suspend},
+        "status": {"phase": phase},
+    }
+    return Saga.from_raw(raw)
+
+
+def test_a_selection_suspends_only_unfinished_sagas_and_resumes_only_suspended_ones() -> None:
+    sagas = [
+        named("running", "Running"),
+        named("done", "Completed"),
+        named("held", "Suspended", suspend=True),
+        named("asked", "Running", suspend=True),  # suspend written, operator not there yet
+    ]
+    chosen, skipped = pick(sagas, suspend=True)
+    assert [s.name for s in chosen] == ["running"]
+    assert skipped == [
+        "done: already ended Completed",
+        "held: already suspended",
+        "asked: already suspended",
+    ]
+    chosen, skipped = pick(sagas, suspend=False)
+    assert [s.name for s in chosen] == ["held", "asked"]
+    assert skipped == ["running: not suspended", "done: not suspended"]
+
+
+def test_a_named_saga_that_already_ended_is_told_apart_from_one_suspended() -> None:
+    assert outcome(named("done", "Completed", suspend=True), True) == (
+        "saga.kubesaga.io/done suspend recorded, but it already ended Completed: nothing to stop"
+    )
+    assert outcome(named("run", "Running", suspend=True), True) == "saga.kubesaga.io/run suspended"
+    assert outcome(named("run", "Running"), False) == "saga.kubesaga.io/run resumed"

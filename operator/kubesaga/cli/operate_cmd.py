@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from kubesaga.cli.sagas_cmd import NamespaceOpt, _run
+from kubesaga.client.saga import Saga
 
 SelectorOpt = Annotated[
     str,
@@ -31,21 +32,35 @@ CONCURRENT_PATCHES = 16
 """Patches in flight at once for ``-l``/``--all``: quick for hundreds, gentle on the apiserver."""
 
 
-async def _targets(
-    client: Any,
-    names: list[str],
-    selector: str,
-    every: bool,
-    namespace: str,
-    all_namespaces: bool,
-) -> list[tuple[str, str]]:
-    """(namespace, name) of each saga the command line picks: names, a selector, or all."""
-    if names:
-        return [(namespace, name) for name in names]
-    handles = await client.list_sagas(
-        namespace=namespace, all_namespaces=all_namespaces, label_selector=selector
-    )
-    return [(h.namespace, h.name) for h in handles]
+def pick(sagas: list[Saga], suspend: bool) -> tuple[list[Saga], list[str]]:
+    """Of the sagas a selector (or --all) matched, those worth a patch, and why the rest are not.
+
+    Suspending a saga that already ended, or resuming one that is not suspended, would only
+    bump its generation for the operator to ignore; a selection skips them and says so. A saga
+    named on the command line is always patched (the user asked for that one).
+    """
+    chosen: list[Saga] = []
+    skipped: list[str] = []
+    for saga in sagas:
+        if suspend and saga.phase.is_final:
+            skipped.append(f"{saga.name}: already ended {saga.phase.value}")
+        elif suspend and saga.spec.suspend:
+            skipped.append(f"{saga.name}: already suspended")
+        elif not suspend and not saga.spec.suspend:
+            skipped.append(f"{saga.name}: not suspended")
+        else:
+            chosen.append(saga)
+    return chosen, skipped
+
+
+def outcome(saga: Saga, suspend: bool) -> str:
+    """What one patch did, as ``kubectl`` says it: a final saga stays as it ended."""
+    if suspend and saga.phase.is_final:
+        return (
+            f"saga.kubesaga.io/{saga.name} suspend recorded, but it already ended "
+            f"{saga.phase.value}: nothing to stop"
+        )
+    return f"saga.kubesaga.io/{saga.name} {'suspended' if suspend else 'resumed'}"
 
 
 def _set_suspend(
@@ -61,19 +76,28 @@ def _set_suspend(
         raise typer.BadParameter("name the sagas, or pick them with -l SELECTOR, or use --all")
 
     async def work(client: Any) -> None:
-        targets = await _targets(client, names or [], selector, every, namespace, all_namespaces)
+        if names:
+            targets = [(namespace, name) for name in names]
+        else:
+            handles = await client.list_sagas(
+                namespace=namespace, all_namespaces=all_namespaces, label_selector=selector
+            )
+            chosen, skipped = pick([h.saga for h in handles], suspend)
+            for why in skipped:
+                typer.echo(f"kubesaga: left alone {why}", err=True)
+            targets = [(saga.namespace, saga.name) for saga in chosen]
         if not targets:
-            typer.echo(f"kubesaga: no saga matches; nothing {done}", err=True)
+            typer.echo(f"kubesaga: no saga to change; nothing {done}", err=True)
             return
         gate = asyncio.Semaphore(CONCURRENT_PATCHES)
 
         async def one(ns: str, name: str) -> None:
             async with gate:
                 if suspend:
-                    await client.suspend(name, namespace=ns)
+                    saga = await client.suspend(name, namespace=ns)
                 else:
-                    await client.resume(name, namespace=ns)
-            typer.echo(f"saga.kubesaga.io/{name} {done}")
+                    saga = await client.resume(name, namespace=ns)
+            typer.echo(outcome(saga, suspend))
 
         await asyncio.gather(*(one(ns, name) for ns, name in targets))
 
