@@ -41,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="steps per saga (default 3)")
     parser.add_argument("--scale-sagas", type=int, help="scale phase sagas (10000, quick 1000)")
     parser.add_argument("--scale-drain-seconds", type=float, help="bound of the drain (120/15)")
+    parser.add_argument(
+        "--no-drain", action="store_true", help="scale: stop once all are in flight (no workers)"
+    )
+    parser.add_argument(
+        "--scale-create-seconds", type=float, help="bound of the scale creates (240, quick 30)"
+    )
     parser.add_argument("--window-seconds", type=float, help="drain window (10, quick 3)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--concurrency", type=int, default=64, help="per worker (default 64)")
@@ -65,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sagas = args.sagas or (100 if quick else 500)
     args.scale_sagas = args.scale_sagas or (1000 if quick else 10_000)
     args.scale_drain_seconds = args.scale_drain_seconds or (15.0 if quick else 120.0)
+    args.scale_create_seconds = args.scale_create_seconds or (30.0 if quick else 240.0)
     args.window_seconds = args.window_seconds or (3.0 if quick else 10.0)
     args.timeout = args.timeout or (60.0 if quick else 300.0)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -136,6 +143,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             ("scale", "all in flight after s", s["in_flight_after_s"]),
             ("scale", "operator RSS in flight MB", s["operator_rss_in_flight_mb"]),
             ("scale", "operator peak RSS MB", s["operator_peak_rss_mb"]),
+            ("scale", "operator RSS per saga in flight KB", s["operator_rss_per_saga_kb"]),
+            ("scale", "platform before", _footprint_text(s["platform_before"])),
+            ("scale", "platform in flight", _footprint_text(s["platform_in_flight"])),
             ("scale", "drain steps/s (overall)", s["drain_steps_per_s"]),
             (
                 "scale",
@@ -146,6 +156,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             ("scale", "drain CPU cores", _cpu_text(s["drain_cpu"])),
         ]
     return out
+
+
+def _footprint_text(f: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in f.items())
 
 
 def _pair(summary: dict[str, float]) -> str:
@@ -242,10 +256,11 @@ async def main(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 concurrency=args.concurrency,
                 create_concurrency=args.create_concurrency,
-                create_seconds=30.0 if args.quick else 240.0,
+                create_seconds=args.scale_create_seconds,
                 drain_seconds=args.scale_drain_seconds,
                 window_seconds=args.window_seconds,
                 platform_pids=plat.pids,
+                drain=not args.no_drain,
             )
             await platform.delete_namespace(api, cfg.namespace)
     finally:

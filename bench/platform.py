@@ -141,6 +141,10 @@ async def create_namespace(api: client.ApiClient, name: str) -> None:
     )
 
 
+DELETE_TIMEOUT_S = 600.0
+"""A collection delete of 10,000+ Sagas takes longer than one ordinary request's bound."""
+
+
 async def delete_namespace(api: client.ApiClient, name: str) -> None:
     """Delete the namespace's Sagas (one collection delete) and the namespace itself.
 
@@ -153,13 +157,13 @@ async def delete_namespace(api: client.ApiClient, name: str) -> None:
     core = client.CoreV1Api(api)
     try:
         await custom.delete_collection_namespaced_custom_object(
-            API_GROUP, API_VERSION, name, PLURAL
+            API_GROUP, API_VERSION, name, PLURAL, _request_timeout=DELETE_TIMEOUT_S
         )
     except ApiException as exc:
         if exc.status != 404:
             raise
     try:
-        await core.delete_collection_namespaced_event(name)
+        await core.delete_collection_namespaced_event(name, _request_timeout=DELETE_TIMEOUT_S)
     except ApiException as exc:
         if exc.status != 404:
             raise

@@ -20,6 +20,7 @@ from kubernetes_asyncio import client
 
 from bench.ceiling import sample_spec
 from bench.e2e import FINAL, create_sagas
+from bench.footprint import footprint
 from bench.procs import PhaseConfig, Proc, scrape, start_operator, start_workers
 from bench.procstat import CpuMeter, memory_kb
 from bench.report import metric_sum
@@ -49,7 +50,9 @@ async def run(
     drain_seconds: float,
     window_seconds: float,
     platform_pids: dict[str, list[int]],
+    drain: bool = True,
 ) -> dict[str, Any]:
+    """``drain=False`` stops after the in-flight figures (no workers): for the largest runs."""
     store = SagaStore(api)
     procs: list[Proc] = []
     windows: list[dict[str, Any]] = []
@@ -58,6 +61,7 @@ async def run(
         procs.append(operator)
         meter = CpuMeter({**platform_pids, "operator": [operator.pid], "bench": [os.getpid()]})
         async with aiohttp.ClientSession() as http:
+            platform_before = await footprint(http, api, platform_pids)
             started = time.monotonic()
             meter.start(started)
             created_at: dict[str, datetime] = {}
@@ -86,9 +90,18 @@ async def run(
             create_cpu = meter.stop(time.monotonic())
             memory_inflight = memory_kb(operator.pid)
             phases_inflight = _phases(metrics)
+            platform_inflight = await footprint(http, api, platform_pids)
+            print(
+                f"bench: scale: {created} created in {create_s:.0f}s, in flight after "
+                f"{inflight_s:.0f}s; operator RSS {memory_inflight.get('VmRSS', 0) / 1024:.0f} MB; "
+                + " ".join(f"{k}={v}" for k, v in platform_inflight.items()),
+                flush=True,
+            )
 
             drain_meter = CpuMeter({**meter.pids})
-            worker_procs = await start_workers(cfg, workers, concurrency, amqp_url)
+            if not drain:
+                drain_seconds = 0.0
+            worker_procs = await start_workers(cfg, workers, concurrency, amqp_url) if drain else []
             procs += worker_procs
             drain_meter.pids["workers"] = [p.pid for p in worker_procs]
             drain_started = time.monotonic()
@@ -135,6 +148,9 @@ async def run(
         "phases_in_flight": phases_inflight,
         "operator_rss_in_flight_mb": round(memory_inflight.get("VmRSS", 0) / 1024, 1),
         "operator_peak_rss_mb": round(memory_end.get("VmHWM", 0) / 1024, 1),
+        "operator_rss_per_saga_kb": round(memory_inflight.get("VmRSS", 0) / max(created, 1), 1),
+        "platform_before": platform_before,
+        "platform_in_flight": platform_inflight,
         "create_cpu": create_cpu,
         "drain_seconds": round(drain_elapsed, 2),
         "drain_steps": total_applied,

@@ -8,6 +8,7 @@ status speak (deadlines survive a restart), monotonic time is what in-process ti
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,7 +44,10 @@ class SystemClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
         loop = asyncio.get_running_loop()
-        return loop.call_at(loop.time() + max(when - time.monotonic(), 0.0), callback)
+        # An empty context: the caller's (kopf's handler, say) would be kept alive until it fires.
+        return loop.call_at(
+            loop.time() + max(when - time.monotonic(), 0.0), callback, context=contextvars.Context()
+        )
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -54,6 +54,10 @@ class EventPoster:
         return True
 
     def post(self, saga: SagaObject, transitions: tuple[Transition, ...]) -> None:
+        # Queued Events keep the saga's identity only, not the copy (its spec and status).
+        saga = SagaObject(
+            {"metadata": {"namespace": saga.namespace, "name": saga.name, "uid": saga.uid}}
+        )
         for transition in transitions:
             if self.wanted(transition):
                 try:
