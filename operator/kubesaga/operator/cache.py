@@ -8,6 +8,7 @@ its uid or generation changed.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -56,6 +57,10 @@ class SagaCache:
     def forget(self, key: Key) -> None:
         self._copies.pop(key, None)
         self._views.pop(key, None)
+
+    def keys(self, uid_matches: Callable[[str], bool]) -> list[Key]:
+        """The sagas whose uid matches (the sagas of some shards)."""
+        return [key for key, obj in self._copies.items() if uid_matches(obj.uid)]
 
     def phases(self) -> list[str]:
         """Phase of every known saga, for the ``kubesaga_sagas`` gauge."""
