@@ -34,8 +34,8 @@ from tests.integration.scripted import Ledger, scripted_worker, step
 pytestmark = pytest.mark.usefixtures("saga_crd")
 
 SHARDS = 16
-LEASE_S = 4
-RENEW_S = 1.0
+LEASE_S = 8
+RENEW_S = 2.0
 WAIT_S = 90
 
 
@@ -135,12 +135,19 @@ def shard_settings(operator_settings: Settings) -> Settings:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def replicas(shard_settings: Settings) -> AsyncIterator[Replicas]:
+async def replicas(
+    shard_settings: Settings, api_client: client.ApiClient, namespace: str
+) -> AsyncIterator[Replicas]:
     made = Replicas(shard_settings)
     try:
         yield made
     finally:
         await made.close()
+        # Hundreds of sagas: the platform has no garbage collector to remove them with the
+        # namespace, and tests that list every namespace's sagas (the UI's) would carry them.
+        await client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL
+        )
 
 
 async def start_sagas(
@@ -238,12 +245,13 @@ async def test_a_new_replica_gets_its_share_without_any_saga_stalling_for_a_leas
         async with worker_task(worker, shard_settings):
 
             async def feed() -> None:
-                for i in range(10_000):
+                for i in range(400):
                     await start_sagas(saga_client, prefix, [f"join-{i}"], sleep=0.1)
                     names.append(f"join-{i}")
                     await asyncio.sleep(0.05)  # a steady stream of new sagas, not a test wait
 
             feeding = asyncio.create_task(feed())
+            joined = time.monotonic()
             await replicas.add()
             holders = await shard_holders(
                 api_client, shard_settings, split_fairly(replicas.live_pids())
@@ -259,7 +267,9 @@ async def test_a_new_replica_gets_its_share_without_any_saga_stalling_for_a_leas
     assert sorted(Counter(holders.values()).values()) == [5, 5, 6]
     stalls = {name: max((b - a for a, b in pairwise(t)), default=0.0) for name, t in seen.items()}
     worst = max(stalls.values())
+    slowest = max(stalls, key=stalls.__getitem__)
     print(f"\n{len(names)} sagas across the join; longest pause of one saga: {worst:.2f} s")
+    print(f"{slowest} changed at {[round(t - joined, 2) for t in seen[slowest]]} s after the join")
     assert worst < LEASE_S
     each_step_dispatched_once(ledger, [n for n in names if n in seen])
 

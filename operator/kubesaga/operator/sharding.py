@@ -84,14 +84,25 @@ class ShardManager:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                await self.tick()
-            except Exception as error:
-                self.metrics.lease_renew_failures.inc()
-                log.warning("shard leases: %r; trying again", error)
-                await self._expire_unrenewed()
+            await self.round()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.renew_every)
+
+    async def round(self) -> None:
+        """A ``tick``, and what to do when the apiserver did not let it happen."""
+        try:
+            await self.tick()
+        except ApiException as error:
+            self.metrics.lease_renew_failures.inc()
+            if error.status == 403:
+                await self._unsharded(error)
+            else:
+                log.warning("shard leases: %r; trying again", error)
+                await self._expire_unrenewed()
+        except Exception as error:
+            self.metrics.lease_renew_failures.inc()
+            log.warning("shard leases: %r; trying again", error)
+            await self._expire_unrenewed()
 
     async def tick(self) -> None:
         """One round: renew, read, plan, release and lose, renew, acquire and gain."""
@@ -152,6 +163,23 @@ class ShardManager:
         self.metrics.shard_rebalances.labels(change="lost").inc(len(shards))
         log.info("shards lost (%s): %s", why, sorted(shards))
         await self.on_lost(shards)
+
+    async def _unsharded(self, error: ApiException) -> None:
+        """Leases are forbidden (RBAC without them, e.g. an upgrade that kept its own Role):
+        act for every shard, as before sharding, rather than for none. Correct, since the
+        status write is the lock; replicas just do each other's work until Leases are granted,
+        when the next round gives the shards back and takes a fair share."""
+        now = self.wall()
+        gained = set(range(self.shards)) - set(self.owned)
+        self.owned = dict.fromkeys(range(self.shards), now)
+        if gained:
+            log.error(
+                "shard Leases are forbidden in namespace %s (%s): acting for every shard; "
+                "grant get, list, create, update and delete on leases.coordination.k8s.io",
+                self.store.namespace,
+                error.reason,
+            )
+            await self.on_gained(gained)
 
     async def _expire_unrenewed(self) -> None:
         """Lose the shards whose Lease could not be renewed for a whole lease duration."""
