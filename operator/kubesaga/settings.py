@@ -66,8 +66,9 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------------------------ operator
     operator_prefetch: Annotated[int, Use((OPERATOR,))] = Field(default=64, ge=1, le=10_000)
-    """Results the operator takes from the results queue and works on at once (its AMQP
-    prefetch). Not the workers' worker_concurrency."""
+    """Results the operator takes from the results queues and works on at once (its AMQP
+    prefetch), split over the shards: each shard's queue gets prefetch / shards (rounded up).
+    Not the workers' worker_concurrency."""
     kubeconfig: Annotated[str | None, Use((OPERATOR,))] = Field(
         default=None, validation_alias=AliasChoices("KUBESAGA_KUBECONFIG", "KUBECONFIG")
     )

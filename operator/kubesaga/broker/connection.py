@@ -285,16 +285,19 @@ class Broker:
     # ------------------------------------------------------------------------------- consuming
 
     async def consume_results(
-        self, handler: Callable[[Result], Awaitable[Outcome]], shard_queue: str | None = None
+        self,
+        handler: Callable[[Result], Awaitable[Outcome]],
+        shard_queue: str | None = None,
+        prefetch: int | None = None,
     ) -> Subscription[Result]:
         """Consume the results queue, or a shard's (``declare_results_queue``), for the
-        operator; returns once consuming started. ``unsubscribe`` the answer to stop consuming
-        that queue alone."""
+        operator, ``prefetch`` results at once (default: the settings'); returns once
+        consuming started. ``unsubscribe`` the answer to stop consuming that queue alone."""
         return await self._subscribe(
             [shard_queue or self.settings.results_queue],
             Result.model_validate_json,
             handler,
-            self.settings.prefetch,
+            prefetch or self.settings.prefetch,
             quorum=False,
             single_active_consumer=shard_queue is not None,
         )

@@ -9,7 +9,9 @@ queue in ``reply_to``, so a result reaches the replica that owns its saga.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Collection
 from functools import lru_cache
 from typing import Any
@@ -75,6 +77,11 @@ class ShardWork:
         self.owned = owned
         self.on_result = on_result
         self.orchestrator: Orchestrator | None = None
+        self.prefetch = max(1, math.ceil(broker.settings.prefetch / router.shards))
+        """Per shard queue: the operator's prefetch split over the shards, so a replica that
+        owns every shard takes as many results at once as one unsharded operator did (16
+        queues of 64 each flooded a starved replica's event loop until its Lease renewals
+        were late)."""
         self._subscriptions: dict[int, Subscription[Any]] = {}
 
     def owns(self, uid: str) -> bool:
@@ -84,17 +91,17 @@ class ShardWork:
         for shard in sorted(shards):
             if shard not in self._subscriptions:
                 self._subscriptions[shard] = await self.broker.consume_results(
-                    self.on_result, shard_queue=self.router.queue(shard)
+                    self.on_result, shard_queue=self.router.queue(shard), prefetch=self.prefetch
                 )
         if self.orchestrator is not None:
             keys = self.orchestrator.cache.keys(lambda uid: self.router.of(uid) in shards)
             self.orchestrator.take_over(keys)
 
     async def lost(self, shards: set[int]) -> None:
-        for shard in sorted(shards):
-            subscription = self._subscriptions.pop(shard, None)
-            if subscription is not None:
-                await self.broker.unsubscribe(subscription, UNSUBSCRIBE_GRACE_SECONDS)
+        stopping = [self._subscriptions.pop(s) for s in sorted(shards) if s in self._subscriptions]
+        await asyncio.gather(  # at once: on shutdown every shard is lost together
+            *(self.broker.unsubscribe(sub, UNSUBSCRIBE_GRACE_SECONDS) for sub in stopping)
+        )
         if self.orchestrator is not None:
             keys = self.orchestrator.cache.keys(lambda uid: self.router.of(uid) in shards)
             self.orchestrator.let_go(keys)

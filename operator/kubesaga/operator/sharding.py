@@ -123,8 +123,7 @@ class ShardManager:
             for shard in release:
                 del self.owned[shard]
             await self._lose(release, "rebalanced")
-        for shard in todo.release:
-            await self.store.release_shard(shard, leases.shards[shard])
+        await asyncio.gather(*(self.store.release_shard(s, leases.shards[s]) for s in todo.release))
         # Acted for here, but no longer ours in the Leases: taken over while we were frozen.
         taken = {s for s in self.owned if s not in todo.renew}
         if taken:
@@ -134,10 +133,10 @@ class ShardManager:
             await self._lose(taken, "taken over while this replica was not renewing")
         lost: set[int] = set()
         gained: set[int] = set()
-        for shard in todo.renew:
-            held = await self.store.hold_shard(
-                shard, leases.shards.get(shard), self.identity, self.lease_seconds, now
-            )
+        # All at once: on a starved event loop, each sequential request waited its turn behind
+        # the backlog, and a round of 16 renewals outlasted the Leases it renewed.
+        renewed = await self._hold(todo.renew, leases, now)
+        for shard, held in zip(todo.renew, renewed, strict=True):
             if held and shard not in self.owned:  # ours in the Lease, not acted for: a restart
                 gained.add(shard)
             if held:
@@ -147,10 +146,10 @@ class ShardManager:
         if lost:
             self.metrics.lease_renew_failures.inc(len(lost))
             await self._lose(lost, "taken by another replica")
-        for shard in todo.acquire:
-            if await self.store.hold_shard(
-                shard, leases.shards.get(shard), self.identity, self.lease_seconds, now
-            ):
+        for shard, held in zip(
+            todo.acquire, await self._hold(todo.acquire, leases, now), strict=True
+        ):
+            if held:
                 self.owned[shard] = now
                 gained.add(shard)
         if gained:
@@ -158,6 +157,16 @@ class ShardManager:
             log.info("shards gained: %s (share %d)", sorted(gained), todo.share)
             await self.on_gained(gained)
         await self._collect_stale_members(leases, now)
+
+    async def _hold(self, shards: tuple[int, ...], leases: Leases, now: float) -> list[bool]:
+        return await asyncio.gather(
+            *(
+                self.store.hold_shard(
+                    s, leases.shards.get(s), self.identity, self.lease_seconds, now
+                )
+                for s in shards
+            )
+        )
 
     async def _lose(self, shards: set[int], why: str) -> None:
         self.metrics.shard_rebalances.labels(change="lost").inc(len(shards))
