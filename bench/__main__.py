@@ -25,6 +25,7 @@ from typing import Any
 from bench import ceiling, e2e, platform, scale
 from bench.procs import PhaseConfig, delete_queues
 from bench.procstat import CpuMeter, load_average, machine_info
+from bench.replicas import share_text
 from bench.report import final_line, final_values, table
 from kubesaga.broker.topology import ACTION_QUEUE_PREFIX
 from kubesaga.demo.cluster import apply_crd
@@ -60,6 +61,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="operator Events (default: the operator's own default)",
     )
     parser.add_argument("--log-level", default="INFO", help="operator and worker log level")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="operator replicas sharing the work (e2e)"
+    )
+    parser.add_argument(
+        "--operator-cpu",
+        type=float,
+        help="cgroup v1 CPU quota per operator replica, in cores (e.g. 0.25; needs root)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the operator in e2e")
     parser.add_argument(
         "--phases", default="ceiling,e2e,scale", help="comma separated subset to run"
@@ -126,6 +135,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str | float]]:
             ("e2e", "status writes / step", e["writes_per_step"]),
             ("e2e", "apiserver writes / step (status + Events)", e["api_writes_per_step"]),
             ("e2e", "409 conflicts", e["conflicts_409"]),
+            ("e2e", "409 conflicts / step", e.get("conflicts_per_step", math.nan)),
+            (
+                "e2e",
+                f"replicas ({e.get('operators', 1)}, cap {e.get('operator_cpu_quota_cores')}"
+                " cores): shards/share/CPU ms per step",
+                share_text(e.get("replicas") or []),
+            ),
             ("e2e", "operator CPU s", e["operator_cpu_s"]),
             ("e2e", "operator peak RSS MB", e["operator_peak_rss_mb"]),
             ("e2e", "CPU cores", _cpu_text(e["cpu"])),
@@ -240,6 +256,9 @@ async def main(args: argparse.Namespace) -> int:
                 timeout=args.timeout,
                 platform_pids=plat.pids,
                 profile=args.profile,
+                operators=args.replicas,
+                operator_cpu=args.operator_cpu,
+                run_id=run_id,
             )
             await platform.delete_namespace(api, cfg.namespace)
         if "scale" in args.phases:

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, watch
 
-from bench import profiling
+from bench import profiling, replicas
 from bench.ceiling import sample_spec
-from bench.procs import PhaseConfig, Proc, scrape, start_operator, start_workers
+from bench.procs import PhaseConfig, Proc, scrape, start_workers
 from bench.procstat import CpuMeter, memory_kb
 from bench.report import latency_summary, metric_sum
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
@@ -202,20 +202,26 @@ async def run(
     platform_pids: dict[str, list[int]],
     profile: bool,
     probes: int = 20,
+    operators: int = 1,
+    operator_cpu: float | None = None,
+    run_id: str = "",
 ) -> dict[str, Any]:
+    """``operators`` replicas share the work (each capped at ``operator_cpu`` cores if set);
+    their metrics are summed, and each one's share is reported under ``replicas``."""
     store = SagaStore(api)
     procs: list[Proc] = []
-    operator: Proc | None = None
+    started_replicas: list[replicas.Replica] = []
     profiler: profiling.Profiler | None = None
     try:
         worker_procs = await start_workers(cfg, workers, concurrency, amqp_url)
         procs += worker_procs
-        operator = await start_operator(cfg)
-        procs.append(operator)
+        started_replicas = await replicas.start(cfg, operators, operator_cpu, run_id)
+        operator = started_replicas[0].proc
+        split = await replicas.wait_fair_split(api, cfg.namespace, operators)
         meter = CpuMeter(
             {
                 **platform_pids,
-                "operator": [operator.pid],
+                "operator": [r.proc.pid for r in started_replicas],
                 "workers": [p.pid for p in worker_procs],
                 "bench": [os.getpid()],
             }
@@ -224,7 +230,9 @@ async def run(
         watcher = asyncio.create_task(final.run(timeout))
         await asyncio.wait_for(final.started.wait(), 30)
         async with aiohttp.ClientSession() as http:
-            before = await scrape(http, cfg.metrics_port)
+            befores = [await scrape(http, r.port) for r in started_replicas]
+            before = replicas.merged(befores)
+            replicas.mark_cpu(started_replicas)
             if profile:
                 profiler = await profiling.start(operator.pid, cfg.work_dir / "operator.pyspy")
             started = time.monotonic()
@@ -252,7 +260,9 @@ async def run(
             cpu = meter.stop(time.monotonic())
             profile_summary = await profiling.stop(profiler) if profiler else None
             profiler = None
-            after = await scrape(http, cfg.metrics_port)
+            afters = [await scrape(http, r.port) for r in started_replicas]
+            after = replicas.merged(afters)
+            shares = replicas.shares(started_replicas, befores, afters)
             # Latency probe: sagas one at a time on the otherwise idle pipeline.
             probe_spec = sample_spec(cfg.action, steps)
             probe_deadline = time.monotonic() + timeout / 4
@@ -271,13 +281,14 @@ async def run(
         memory = memory_kb(operator.pid)
         for proc in worker_procs:
             await proc.stop()
-        await operator.stop()
+        await replicas.stop(started_replicas)
         records = read_timings(cfg.work_dir)
     finally:
         if profiler is not None:
             await profiling.stop(profiler)
         for proc in procs:
             await proc.stop()
+        await replicas.stop(started_replicas)
 
     def delta(name: str, **labels: str) -> float:
         return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
@@ -342,4 +353,11 @@ async def run(
             for name, v in cpu.items()
         },
         "profile": profile_summary,
+        "operators": operators,
+        "operator_cpu_quota_cores": operator_cpu,
+        "shards_at_start": sorted(split.values(), reverse=True),
+        "conflicts_per_step": round(delta("kubesaga_status_conflicts_total") / applied, 4)
+        if applied
+        else math.nan,
+        "replicas": shares,
     }

@@ -133,16 +133,24 @@ class PhaseConfig:
         return env
 
 
-async def start_operator(cfg: PhaseConfig, extra_args: list[str] | None = None) -> Proc:
+async def start_operator(
+    cfg: PhaseConfig,
+    extra_args: list[str] | None = None,
+    *,
+    metrics_port: int | None = None,
+    name: str = "operator",
+) -> Proc:
+    """An operator on the phase's namespace; its shard Leases live there too."""
     env = cfg.base_env()
     env.update(
         KUBESAGA_NAMESPACES=cfg.namespace,
-        KUBESAGA_METRICS_PORT=str(cfg.metrics_port),
+        KUBESAGA_POD_NAMESPACE=cfg.namespace,
+        KUBESAGA_METRICS_PORT=str(metrics_port or cfg.metrics_port),
         KUBESAGA_METRICS_HOST="127.0.0.1",
         KUBESAGA_EVENTS=cfg.events,
     )
     args = [*(extra_args or []), "-m", "kubesaga", "operator"]
-    proc = await spawn("operator", args, env, cfg.work_dir / "operator.log", READY_LINE)
+    proc = await spawn(name, args, env, cfg.work_dir / f"{name}.log", READY_LINE)
     await wait_ready(proc)
     return proc
 

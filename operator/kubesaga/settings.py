@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -66,8 +66,9 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------------------------ operator
     operator_prefetch: Annotated[int, Use((OPERATOR,))] = Field(default=64, ge=1, le=10_000)
-    """Results the operator takes from the results queue and works on at once (its AMQP
-    prefetch). Not the workers' worker_concurrency."""
+    """Results the operator takes from the results queues and works on at once (its AMQP
+    prefetch), split over the shards: each shard's queue gets prefetch / shards (rounded up).
+    Not the workers' worker_concurrency."""
     kubeconfig: Annotated[str | None, Use((OPERATOR,))] = Field(
         default=None, validation_alias=AliasChoices("KUBESAGA_KUBECONFIG", "KUBECONFIG")
     )
@@ -105,6 +106,27 @@ class Settings(BaseSettings):
     )
     """Seconds from SIGTERM to the operator's forced exit (keep it below the pod's
     terminationGracePeriodSeconds); a second signal exits at once."""
+    shards: Annotated[int, Use((OPERATOR,))] = Field(default=16, ge=1, le=1024)
+    """Shards the sagas are split into (a stable hash of the saga's uid). Each operator replica
+    holds a fair share of them by coordination.k8s.io Leases, decides only their sagas and
+    consumes only their results queues (<results_queue>.<shard>). Keep it at least the number
+    of replicas; every replica of an installation must use the same number."""
+    shard_lease_seconds: Annotated[int, Use((OPERATOR,))] = Field(default=15, ge=2, le=3600)
+    """How long a shard's Lease holds without renewal: a replica that dies loses its shards to
+    the others after at most this (plus one renew period)."""
+    shard_renew_seconds: Annotated[float, Use((OPERATOR,))] = Field(default=5.0, gt=0, le=1800)
+    """How often a replica renews its Leases and rebalances; below shard_lease_seconds (a third
+    of it is right), so one failed renewal does not lose the shards."""
+    shard_lease_prefix: Annotated[str, Use((OPERATOR,))] = Field(
+        default="kubesaga", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40
+    )
+    """Leases are named <prefix>-shard-<n> and <prefix>-member-<hash>: one prefix per
+    installation sharing a namespace (the chart uses the release's full name)."""
+    pod_namespace: Annotated[str, Use((OPERATOR,))] = Field(
+        default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
+    )
+    """Namespace of this pod (the chart sets it from the downward API): the shard Leases live
+    there."""
 
     # -------------------------------------------------------------------------------- worker
     worker_concurrency: Annotated[int, Use((WORKER,), ("--concurrency",))] = Field(
@@ -136,6 +158,16 @@ class Settings(BaseSettings):
                 "kubesaga-... in the pod's namespace); set enableServiceLinks: false in the pod"
             )
         return value
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        if self.shard_renew_seconds >= self.shard_lease_seconds:
+            raise ValueError(
+                f"shard_renew_seconds ({self.shard_renew_seconds}) must be below "
+                f"shard_lease_seconds ({self.shard_lease_seconds}): Leases would expire "
+                "between renewals"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

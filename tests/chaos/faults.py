@@ -54,8 +54,12 @@ class Chaos:
         scale: float = 1.0,
         api_proxy: TcpProxy | None = None,
         broker_proxy: TcpProxy | None = None,
+        replicas: int = 2,
     ) -> None:
         self.figures = figures
+        self.operator_settings = operator_settings
+        self.replicas = replicas
+        """Operator replicas at the start; ``scale_operators`` moves between it and one more."""
         self.timeline = timeline
         self.rng = rng
         self.window = window
@@ -68,8 +72,9 @@ class Chaos:
         """One process fault at a time: nothing (re)starts while the broker is down."""
         self.ledger = ledger
         self.operators = [
-            operator_proc(f"operator-{i}", operator_settings, free_port()) for i in range(2)
+            operator_proc(f"operator-{i}", operator_settings, free_port()) for i in range(replicas)
         ]
+        self._named = replicas
         self.workers = [
             worker_proc(f"worker-{i}", worker_settings, prefix, ledger, WORKER_CONCURRENCY)
             for i in range(WORKERS)
@@ -137,6 +142,23 @@ class Chaos:
         self.figures.operator_kills += 1
         await self._start_again(proc)
         self.figures.operator_restarts += 1
+
+    async def scale_operators(self) -> None:
+        """Add a replica (it takes its share of the shards from the others), or, with one
+        more than at the start, remove one gracefully (it hands its shards back)."""
+        alive = [p for p in self.operators if p.alive]
+        if len(alive) > self.replicas:
+            proc = self.rng.choice(alive)
+            await self._scrape_counts(proc)
+            await proc.stop(grace=10)
+            self.operators.remove(proc)
+            self.figures.replicas_removed += 1
+            return
+        proc = operator_proc(f"operator-{self._named}", self.operator_settings, free_port())
+        self._named += 1
+        self.operators.append(proc)
+        await self._start_again(proc)
+        self.figures.replicas_added += 1
 
     async def kill_worker(self) -> None:
         # Prefer a worker that is running a handler right now: the kill lands mid-step.

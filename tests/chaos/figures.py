@@ -121,6 +121,8 @@ class Figures:
     dead_letters: int = 0
     stale_dead_lettered: int = 0
     handler_reruns: int = 0
+    replicas_added: int = 0
+    replicas_removed: int = 0
     lost: int = 0
     stuck: int = 0
     seconds: float = 0.0
@@ -144,7 +146,8 @@ class Figures:
             f"handler re-runs of a dispatch id={self.handler_reruns}; "
             f"injections failed (broker down)={self.injections_failed}; "
             f"label patch errors={self.label_patch_errors}; 409 conflicts={self.conflicts_409}; "
-            f"status writes={self.status_writes}; dead letters={self.dead_letters} "
+            f"status writes={self.status_writes}; replicas added={self.replicas_added} "
+            f"removed={self.replicas_removed}; dead letters={self.dead_letters} "
             f"(stale injected and dead-lettered {self.stale_dead_lettered})"
         )
         reasons = ", ".join(f"{k}: {v}" for k, v in self.dead_letter_reasons.most_common())

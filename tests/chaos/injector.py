@@ -34,9 +34,19 @@ def reason_kind(reason: str) -> str:
 class Injector:
     """Taps the results exchange and re-publishes copies: exact duplicates and stale ones."""
 
-    def __init__(self, amqp_url: str, results_queue: str, tap: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        results_queue: str,
+        tap: str,
+        rng: random.Random,
+        shard_queues: tuple[str, ...] = (),
+    ) -> None:
         self.amqp_url = amqp_url
         self.results_queue = results_queue
+        self.shard_queues = shard_queues
+        """Results go to their shard's queue (a command's reply_to): tapped too. Copies go to
+        the shared results queue, which every operator replica consumes."""
         self.tap = tap
         self.rng = rng
         self.stale: set[tuple[str, int]] = set()
@@ -56,7 +66,8 @@ class Injector:
         )
         # A copy of every result the workers publish (routing key = the results queue).
         queue = await consume.declare_queue(self.tap, durable=False, auto_delete=True)
-        await queue.bind(exchange, routing_key=self.results_queue)
+        for routing_key in (self.results_queue, *self.shard_queues):
+            await queue.bind(exchange, routing_key=routing_key)
         await queue.consume(self._on_result)
 
     async def _on_result(self, message: AbstractIncomingMessage) -> None:

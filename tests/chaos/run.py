@@ -27,6 +27,7 @@ import pytest
 
 from kubesaga.client import AsyncSagaClient, SagaApiError
 from kubesaga.models import SagaSpec, SagaStatus, parse_status
+from kubesaga.operator.shards import shard_queue
 from kubesaga.settings import Settings
 from tests.chaos.audit import audit, load_ledger
 from tests.chaos.conftest import FIGURES, Platform, chaos_time_budget
@@ -50,6 +51,11 @@ CREATE_RETRY_S = 0.5
 FULL_SIZE = 100
 HEARTBEAT_S = 5
 """The operators' AMQP heartbeat in chaos runs: a dead connection is given up in ~18 s."""
+SHARD_LEASE_S = 5
+SHARD_RENEW_S = 1.5
+"""Short shard Leases: a killed replica's shards move to the others within seconds (a killed
+replica restarts with a new identity, so it cannot pick its own Leases up again)."""
+SCALE_EVERY_S = 7.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,9 @@ class Scenario:
     schedule: Schedule | None = None
     proxies: bool = False
     """The operators reach the apiserver and the broker through proxies (network faults)."""
+    replicas: int = 2
+    """Operator replicas sharing the shards; ``scaling`` adds and removes one throughout."""
+    scaling: bool = False
     min_window_s: float = 20.0
     """Create sagas over at least this long, so the schedule's faults meet running sagas (half
     of it, with faults half as long, at CI sizes: below ``FULL_SIZE`` sagas)."""
@@ -99,6 +108,9 @@ async def run_scenario(
         redeliver_after_seconds=REDELIVER_AFTER_S,
         events="phases",
         amqp_heartbeat_seconds=HEARTBEAT_S,
+        pod_namespace=platform.namespace,
+        shard_lease_seconds=SHARD_LEASE_S,
+        shard_renew_seconds=SHARD_RENEW_S,
     )
     ledger = tmp_path / "ledger"
     ledger.mkdir()
@@ -135,12 +147,19 @@ async def run_scenario(
         scale,
         api_proxy=api_proxy,
         broker_proxy=broker_proxy,
+        replicas=scenario.replicas,
     )
     saga_client = AsyncSagaClient(platform.api_client, platform.namespace)
     watcher = NamespaceWatch(platform.api_client, platform.namespace)
     watcher.final_at = timeline.final_at
     watcher.status_changes = timeline.status_changes
-    injector = Injector(platform.amqp_url, settings.results_queue, f"{prefix}.tap", rng)
+    injector = Injector(
+        platform.amqp_url,
+        settings.results_queue,
+        f"{prefix}.tap",
+        rng,
+        tuple(shard_queue(settings.results_queue, n) for n in range(settings.shards)),
+    )
     specs: dict[str, SagaSpec] = {}
     expected: dict[str, str] = {}
     names: list[str] = []
@@ -162,6 +181,8 @@ async def run_scenario(
                 asyncio.create_task(chaos.every(OPERATOR_KILL_EVERY_S, chaos.kill_operator)),
                 asyncio.create_task(chaos.every(WORKER_KILL_EVERY_S, chaos.kill_worker)),
             ]
+        if scenario.scaling:
+            tasks.append(asyncio.create_task(chaos.every(SCALE_EVERY_S, chaos.scale_operators)))
         if scenario.broker_restarts:
             tasks.append(asyncio.create_task(_broker_restarts(chaos, window)))
         if scenario.schedule is not None:

@@ -8,6 +8,9 @@ While sagas are created at a steady rate and run to their end:
   wrong dispatch id or attempt), early or late;
 - another client keeps patching the Sagas' labels, so status writes meet 409 Conflicts.
 
+A second run does the same with three replicas sharing the shards, killed, added and removed
+throughout (the shards keep moving).
+
 The run and its checks are ``tests/chaos/run.py``; the network and control-plane faults are in
 ``test_platform_chaos.py``.
 """
@@ -31,3 +34,14 @@ async def test_sagas_survive_chaos(
     figures = await run_scenario(chaos_platform, scenario, tmp_path, request)
     assert figures.operator_kills >= 1 and figures.worker_kills >= 1
     assert figures.broker_restarts >= 1 and figures.label_patches >= 1
+
+
+async def test_sagas_survive_replicas_killed_added_and_removed(
+    chaos_platform: Platform, chaos_sagas: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Three operator replicas share the shards; one is SIGKILLed every few seconds (and
+    started again: a new member), and replicas are added and removed gracefully meanwhile, so
+    the shards keep moving while results, duplicates and stale copies arrive."""
+    scenario = Scenario("replicas", chaos_sagas, kills=True, replicas=3, scaling=True)
+    figures = await run_scenario(chaos_platform, scenario, tmp_path, request)
+    assert figures.operator_kills >= 1 and figures.replicas_added >= 1

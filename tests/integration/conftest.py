@@ -73,6 +73,7 @@ def operator_settings(kubeconfig: str, amqp_url: str, namespace: str, prefix: st
         results_queue=f"{prefix}.results",
         dead_letter_queue=f"{prefix}.dead-letter",
         metrics_port=0,
+        pod_namespace=namespace,  # the shard Leases: the test's own
     )
 
 

@@ -126,6 +126,11 @@ def operator_env(settings: Settings) -> dict[str, str]:
         KUBESAGA_AMQP_TIMEOUT_SECONDS=str(settings.amqp_timeout_seconds),
         KUBESAGA_KUBE_REQUEST_TIMEOUT_SECONDS=str(settings.kube_request_timeout_seconds),
         KUBESAGA_KUBE_WATCH_IDLE_SECONDS=str(settings.kube_watch_idle_seconds),
+        KUBESAGA_POD_NAMESPACE=settings.pod_namespace,
+        KUBESAGA_SHARDS=str(settings.shards),
+        KUBESAGA_SHARD_LEASE_SECONDS=str(settings.shard_lease_seconds),
+        KUBESAGA_SHARD_RENEW_SECONDS=str(settings.shard_renew_seconds),
+        KUBESAGA_SHARD_LEASE_PREFIX=settings.shard_lease_prefix,
     )
     return env
 

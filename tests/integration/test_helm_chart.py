@@ -61,6 +61,13 @@ CRD_RULE = {
     "verbs": ["list", "watch"],
 }
 
+# Every mode: the shard Leases, in the release's namespace only (a Role of its own).
+LEASE_RULE = {
+    "apiGroups": ["coordination.k8s.io"],
+    "resources": ["leases"],
+    "verbs": ["get", "list", "watch", "create", "update", "delete"],
+}
+
 # (apiGroup, resource, subresource, verb): every call the operator makes, and why.
 OPERATOR_CALLS = [
     ("kubesaga.io", "sagas", "", "list"),  # kopf.on.event: the watch's initial list
@@ -69,6 +76,10 @@ OPERATOR_CALLS = [
     ("kubesaga.io", "sagas", "", "delete"),  # ttlSecondsAfterFinished
     ("kubesaga.io", "sagas", "status", "update"),  # status replace carrying resourceVersion
     ("", "events", "", "create"),  # one Event per transition (kopf's posting is off)
+    ("coordination.k8s.io", "leases", "", "list"),  # the shard manager's read of its Leases
+    ("coordination.k8s.io", "leases", "", "create"),  # a shard's or its member Lease, first
+    ("coordination.k8s.io", "leases", "", "update"),  # renew, take over, hand back (replace)
+    ("coordination.k8s.io", "leases", "", "delete"),  # its member Lease on shutdown, stale ones
 ]
 # Cluster-scoped calls kopf makes in cluster-wide mode (its resource observer).
 KOPF_CLUSTER_CALLS = [
@@ -89,7 +100,7 @@ NOT_ALLOWED = [
     ("kubesaga.io", "sagas", "", "patch"),
     ("kubesaga.io", "sagas", "status", "patch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "", "create"),
-    ("coordination.k8s.io", "leases", "", "create"),
+    ("coordination.k8s.io", "leases", "", "patch"),
     ("kopf.dev", "kopfpeerings", "", "list"),
 ]
 
@@ -195,14 +206,24 @@ def test_cluster_wide_mode_grants_exactly_the_operator_rules() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": "kubesaga"}
     ]
-    assert not find(docs, "Role") and not find(docs, "RoleBinding")
+    assert_lease_role_only_in(docs, "kubesaga")
+
+
+def assert_lease_role_only_in(docs: list[Doc], namespace: str) -> None:
+    (leases,) = [r for r in find(docs, "Role") if r["metadata"]["name"].endswith("-leases")]
+    assert leases["metadata"]["namespace"] == namespace
+    assert leases["rules"] == [LEASE_RULE]
+    (binding,) = [b for b in find(docs, "RoleBinding") if b["roleRef"]["name"].endswith("-leases")]
+    assert binding["metadata"]["namespace"] == namespace
 
 
 def test_namespaced_mode_grants_a_role_per_namespace_and_nothing_cluster_wide() -> None:
     docs = render("kubesaga", *mode_options("namespaced", ["shop", "billing"]))
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
-    assert {role["metadata"]["namespace"] for role in find(docs, "Role")} == {"shop", "billing"}
-    for role in find(docs, "Role"):
+    assert_lease_role_only_in(docs, "kubesaga")
+    saga_roles = [r for r in find(docs, "Role") if not r["metadata"]["name"].endswith("-leases")]
+    assert {role["metadata"]["namespace"] for role in saga_roles} == {"shop", "billing"}
+    for role in saga_roles:
         assert role["rules"] == EXPECTED_RULES
     account = one(docs, "ServiceAccount")["metadata"]["name"]
     for binding in find(docs, "RoleBinding"):
@@ -328,6 +349,7 @@ async def test_operator_drives_a_saga_with_only_the_chart_rbac(
         results_queue=f"kubesaga.results.{suffix}",
         dead_letter_queue=f"kubesaga.dead-letter.{suffix}",
         metrics_port=0,
+        pod_namespace=namespace,  # the release's namespace, where the chart grants Leases
     )
     assert settings.kubeconfig == sa_kubeconfig
     sagas = client.CustomObjectsApi(api_client)
@@ -453,6 +475,9 @@ OVERRIDES = {
     "operator.graceSeconds": "12",
     "operator.events": "phases",
     "operator.redeliverAfterSeconds": "45",
+    "operator.shards": "32",
+    "operator.shardLeaseSeconds": "20",
+    "operator.shardRenewSeconds": "4",
     "metrics.port": "9090",
     "metrics.host": "127.0.0.1",
     "log.level": "DEBUG",
@@ -473,6 +498,9 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
     }
     assert set(env) == fields - {"KUBESAGA_KUBECONFIG"} - worker_only
     assert env["KUBESAGA_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["KUBESAGA_POD_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
 
     secret = one(docs, "Secret")
     ref = env["KUBESAGA_AMQP_URL"]["valueFrom"]["secretKeyRef"]
@@ -483,6 +511,8 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
             monkeypatch.setenv(name, secret["stringData"][ref["key"]])
         elif name == "KUBESAGA_POD_NAME":
             monkeypatch.setenv(name, "kubesaga-5f7d8-x2x9z")  # what the downward API gives
+        elif name == "KUBESAGA_POD_NAMESPACE":
+            monkeypatch.setenv(name, "kubesaga")
         else:
             monkeypatch.setenv(name, item["value"])
     settings = Settings()
@@ -506,6 +536,12 @@ def test_operator_env_maps_one_to_one_onto_settings(monkeypatch: pytest.MonkeyPa
     assert (settings.metrics_port, settings.metrics_host) == (9090, "127.0.0.1")
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
     assert settings.pod_name == "kubesaga-5f7d8-x2x9z"
+    assert (settings.pod_namespace, settings.shard_lease_prefix) == ("kubesaga", "kubesaga")
+    assert (settings.shards, settings.shard_lease_seconds, settings.shard_renew_seconds) == (
+        32,
+        20,
+        4,
+    )
     assert container["ports"][0]["containerPort"] == 9090
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/etc/kubesaga/amqp-ca"] == "amqp-ca"

@@ -32,6 +32,11 @@ OPERATOR_RULES: list[dict[str, Any]] = [
     {"apiGroups": [API_GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "list", "create", "update", "delete"],
+    },
 ]
 DELETE_RULES: list[dict[str, Any]] = [
     {"apiGroups": [API_GROUP], "resources": [PLURAL], "verbs": ["delete"]},

@@ -86,3 +86,13 @@ def test_final_line_says_nan_for_what_was_not_measured() -> None:
     line = final_line(final_values({}))
     assert FINAL_LINE.match(line), line
     assert "ratio=nan" in line and "rss_mb=nan" in line and "cpu_ms_per_step=nan" in line
+
+
+def test_replicas_metrics_are_summed_sample_by_sample() -> None:
+    from bench.replicas import merged
+
+    one = parse_prometheus('kubesaga_results_total{verdict="applied"} 3\nkubesaga_x 1\n')
+    two = parse_prometheus('kubesaga_results_total{verdict="applied"} 4\n')
+    total = merged([one, two])
+    assert metric_sum(total, "kubesaga_results_total", verdict="applied") == 7
+    assert metric_sum(total, "kubesaga_x") == 1

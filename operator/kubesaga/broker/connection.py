@@ -176,7 +176,9 @@ class Broker:
         """Declare the action's queue (idempotent; once per process)."""
         await self._declare(action_queue(action), quorum=self.settings.quorum_queues)
 
-    async def _declare(self, name: str, *, quorum: bool) -> None:
+    async def _declare(
+        self, name: str, *, quorum: bool, single_active_consumer: bool = False
+    ) -> None:
         if name in self._declared:
             return
         await declare_queue(
@@ -186,6 +188,7 @@ class Broker:
             name,
             quorum=quorum,
             report=self._mismatch,
+            single_active_consumer=single_active_consumer,
         )
         self._declared.add(name)
 
@@ -206,23 +209,36 @@ class Broker:
 
     # ------------------------------------------------------------------------------ publishing
 
-    async def publish_command(self, command: Command) -> None:
-        """Publish to the action's queue (declared first) and wait for the confirm."""
+    async def publish_command(self, command: Command, reply_to: str | None = None) -> None:
+        """Publish to the action's queue (declared first) and wait for the confirm; with
+        ``reply_to``, the worker publishes the result to that results queue."""
         queue = action_queue(command.action)
         quorum = self.settings.quorum_queues
         await self._declare(queue, quorum=quorum)
         try:
-            await self._publish(lambda: publisher.command_message(command), queue)
+            await self._publish(lambda: publisher.command_message(command, reply_to), queue)
         except PublishError:
             # Returned unroutable: someone deleted the queue since we declared it.
             self._declared.discard(queue)
             await self._declare(queue, quorum=quorum)
-            await self._publish(lambda: publisher.command_message(command), queue)
+            await self._publish(lambda: publisher.command_message(command, reply_to), queue)
 
-    async def publish_result(self, result: Result) -> None:
-        """Publish to the results queue and wait for the confirm."""
-        queue = self.settings.results_queue
+    async def publish_result(self, result: Result, reply_to: str | None = None) -> None:
+        """Publish to the command's ``reply_to`` if it had one (check it with
+        ``results_queue_of``), else to the results queue, and wait for the confirm."""
+        queue = reply_to or self.settings.results_queue
         await self._publish(lambda: publisher.result_message(result), queue)
+
+    def is_results_queue(self, name: str) -> bool:
+        """Whether ``name`` is this installation's results queue or one of its shards'
+        (``<results queue>.<n>``): the only queues a command's ``reply_to`` may name."""
+        base = self.settings.results_queue
+        return name == base or (name.startswith(base + ".") and name[len(base) + 1 :].isdigit())
+
+    async def declare_results_queue(self, name: str) -> None:
+        """Declare a shard's results queue (single active consumer), so workers can publish to
+        it before anyone consumes it."""
+        await self._declare(name, quorum=False, single_active_consumer=True)
 
     async def dead_letter(
         self,
@@ -268,23 +284,48 @@ class Broker:
 
     # ------------------------------------------------------------------------------- consuming
 
-    async def consume_results(self, handler: Callable[[Result], Awaitable[Outcome]]) -> None:
-        """Consume the results queue (for the operator); returns once consuming started."""
-        await self._subscribe(
-            [self.settings.results_queue],
+    async def consume_results(
+        self,
+        handler: Callable[[Result], Awaitable[Outcome]],
+        shard_queue: str | None = None,
+        prefetch: int | None = None,
+    ) -> Subscription[Result]:
+        """Consume the results queue, or a shard's (``declare_results_queue``), for the
+        operator, ``prefetch`` results at once (default: the settings'); returns once
+        consuming started. ``unsubscribe`` the answer to stop consuming that queue alone."""
+        return await self._subscribe(
+            [shard_queue or self.settings.results_queue],
             Result.model_validate_json,
             handler,
-            self.settings.prefetch,
+            prefetch or self.settings.prefetch,
             quorum=False,
+            single_active_consumer=shard_queue is not None,
         )
+
+    async def unsubscribe(self, subscription: Subscription[Any], grace: float) -> None:
+        """Stop one subscription: no new deliveries, ``grace`` seconds for those in flight,
+        then its channel is closed and whatever is still unacked goes back to its queue."""
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+        await subscription.cancel()
+        try:
+            async with asyncio.timeout(grace):
+                await subscription.drain()
+        except TimeoutError:
+            pass
+        await subscription.close()
 
     async def consume_commands(
         self,
         actions: Iterable[str],
-        handler: Callable[[Command], Awaitable[Outcome]],
+        handler: Callable[..., Awaitable[Outcome]],
         prefetch: int,
+        *,
+        reply_to: bool = False,
     ) -> None:
-        """Consume the actions' queues (for workers), declaring them; returns once consuming."""
+        """Consume the actions' queues (for workers), declaring them; returns once consuming.
+
+        With ``reply_to`` the handler is called as ``handler(command, reply_to)``."""
         queues = [action_queue(action) for action in actions]
         await self._subscribe(
             queues,
@@ -293,18 +334,21 @@ class Broker:
             prefetch,
             quorum=self.settings.quorum_queues,
             misplaced=_misplaced_command,
+            reply_to=reply_to,
         )
 
     async def _subscribe(
         self,
         queues: list[str],
         parse: Callable[[bytes], T],
-        handler: Callable[[T], Awaitable[Outcome]],
+        handler: Callable[..., Awaitable[Outcome]],
         prefetch: int,
         *,
         quorum: bool,
         misplaced: Callable[[str, T], str | None] | None = None,
-    ) -> None:
+        reply_to: bool = False,
+        single_active_consumer: bool = False,
+    ) -> Subscription[T]:
         channel = await self.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         subscription = Subscription(
@@ -314,6 +358,7 @@ class Broker:
             dead_letter=self.dead_letter,
             requeue_delay=self.settings.requeue_delay,
             misplaced=misplaced,
+            reply_to=reply_to,
         )
         self._subscriptions.append(subscription)
         exchange = await declare_exchange(channel)
@@ -325,8 +370,10 @@ class Broker:
                 name,
                 quorum=quorum,
                 report=self._mismatch,
+                single_active_consumer=single_active_consumer,
             )
             await subscription.consume(queue)
+        return subscription
 
 
 def _misplaced_command(queue: str, command: Command) -> str | None:

@@ -73,12 +73,16 @@ class Subscription(Generic[T]):
         channel: AbstractChannel,
         *,
         parse: Callable[[bytes], T],
-        handler: Callable[[T], Awaitable[Outcome]],
+        handler: Callable[..., Awaitable[Outcome]],
         dead_letter: DeadLetterFn,
         requeue_delay: float,
         misplaced: Callable[[str, T], str | None] | None = None,
+        reply_to: bool = False,
     ) -> None:
+        """``handler(item)``, or ``handler(item, reply_to)`` with ``reply_to`` set: the
+        message's AMQP ``reply_to`` property (None when absent), where a command's result goes."""
         self.channel = channel
+        self._reply_to = reply_to
         self._misplaced = misplaced
         """``misplaced(queue, item)``: why ``item`` must not be handled from ``queue``, or None."""
         self._parse = parse
@@ -152,6 +156,8 @@ class Subscription(Generic[T]):
         if self._misplaced is not None and (reason := self._misplaced(queue, item)):
             return Outcome.dead_letter(reason)
         try:
+            if self._reply_to:
+                return await self._handler(item, message.reply_to or None)
             return await self._handler(item)
         except Exception as exc:
             log.exception(

@@ -33,12 +33,14 @@ def encode(model: WireModel) -> bytes:
     return json.dumps(model.to_wire(), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def command_message(command: Command) -> Message:
+def command_message(command: Command, reply_to: str | None = None) -> Message:
+    """``reply_to`` names the results queue the result should go to (docs/protocol.md)."""
     return _message(
         encode(command),
         message_id=command.dispatch_id,
         type=COMMAND_TYPE,
         saga=f"{command.saga.namespace}/{command.saga.name}",
+        reply_to=reply_to,
     )
 
 
@@ -88,7 +90,9 @@ def dead_letter_message(
     )
 
 
-def _message(body: bytes, *, message_id: str, type: str, saga: str) -> Message:
+def _message(
+    body: bytes, *, message_id: str, type: str, saga: str, reply_to: str | None = None
+) -> Message:
     # message_id is an AMQP short string; a longer dispatch id (the model allows 512) stays in
     # the body only.
     fits = len(message_id.encode()) <= _MAX_SHORTSTR_BYTES
@@ -101,6 +105,7 @@ def _message(body: bytes, *, message_id: str, type: str, saga: str) -> Message:
         type=type,
         app_id=APP_ID,
         headers={HEADER_SAGA: saga[:_MAX_SAGA_HEADER_CHARS]},
+        reply_to=reply_to,
     )
 
 

@@ -75,15 +75,21 @@ async def declare_queue(
     *,
     quorum: bool,
     report: MismatchReport,
+    single_active_consumer: bool = False,
 ) -> AbstractQueue:
     """A durable queue bound to the exchange under its own name, on ``channel``.
 
     The declaration with our arguments is tried on a channel of its own first, because a
     PRECONDITION_FAILED answer closes the channel it was sent on. When the queue exists with
     other arguments, it is declared passively (accepting whatever it is) and ``report`` is told
-    which argument the broker named.
+    which argument the broker named. ``single_active_consumer`` (the shard results queues):
+    the broker delivers to one consumer at a time, the next one taking over only once it is
+    cancelled or its connection closed, so a replica that lost a shard while frozen cannot keep
+    taking that shard's results beside the new owner.
     """
     arguments = queue_arguments(quorum=quorum)
+    if single_active_consumer:
+        arguments["x-single-active-consumer"] = True
     probe = await connection.channel()
     try:
         await probe.declare_queue(name, durable=True, arguments=arguments)

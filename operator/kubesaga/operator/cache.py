@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -148,6 +149,10 @@ class SagaCache:
     def forget(self, key: Key) -> None:
         self._records.pop(key, None)
         self._views.pop(key, None)
+
+    def keys(self, uid_matches: Callable[[str], bool]) -> list[Key]:
+        """The sagas whose uid matches (the sagas of some shards)."""
+        return [key for key, record in self._records.items() if uid_matches(record.uid)]
 
     def phases(self) -> list[str]:
         """Phase of every known saga, for the ``kubesaga_sagas`` gauge."""

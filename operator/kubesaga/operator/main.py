@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,10 +18,13 @@ from kubesaga.operator.cache import SagaCache
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.handlers import build_registry
 from kubesaga.operator.kopf_tasks import NotKopf
+from kubesaga.operator.leases import LeaseStore
 from kubesaga.operator.metrics import Metrics, metrics_route
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.operator.probes import operator_health
 from kubesaga.operator.scope import only_watched
+from kubesaga.operator.shard_work import ShardedPublisher, ShardRouter, ShardWork
+from kubesaga.operator.sharding import ShardManager
 from kubesaga.settings import Settings
 from kubesaga.store import SagaStore, make_api_client
 
@@ -39,6 +44,7 @@ async def run_operator(
     """
     api = await make_api_client(settings.kubeconfig, settings.kube_request_timeout_seconds)
     orchestrator: Orchestrator | None = None
+    manager: ShardManager | None = None
     events = EventPoster(api, settings.events)
     metrics_runner = None
     health: Health | None = None
@@ -53,14 +59,27 @@ async def run_operator(
             on_dead_letter=metrics.dead_lettered,
             on_queue_mismatch=metrics.queue_mismatch,
         )
+        router = ShardRouter(settings.shards, settings.results_queue)
+        for queue in router.queues():  # workers publish to them before anyone consumes
+            await broker.declare_results_queue(queue)
+        rejected = metrics.results.labels(verdict="rejected").inc
+        work = ShardWork(
+            broker,
+            router,
+            lambda: manager.owned if manager is not None else (),
+            lambda result: on_result(result),
+        )
         orchestrator = Orchestrator(
             SagaStore(api),
-            broker,
+            ShardedPublisher(broker, router),
             metrics=metrics,
             events=events,
             redeliver_after=settings.redeliver_after_seconds,
             cache=cache,
+            owns=work.owns,
         )
+        work.orchestrator = orchestrator
+        on_result = only_watched(orchestrator.on_result, settings.namespaces, rejected)
         health = operator_health(api, broker, ready_flag)
         health.start()
         if settings.metrics_port:
@@ -71,10 +90,18 @@ async def run_operator(
                 {"/metrics": metrics_route(metrics)},
             )
         events.start()
-        rejected = metrics.results.labels(verdict="rejected").inc
-        await broker.consume_results(
-            only_watched(orchestrator.on_result, settings.namespaces, rejected)
+        await broker.consume_results(on_result)  # results of commands without reply_to
+        manager = ShardManager(
+            LeaseStore(api, settings.pod_namespace, settings.shard_lease_prefix),
+            lease_identity(settings),
+            settings.shards,
+            settings.shard_lease_seconds,
+            settings.shard_renew_seconds,
+            work.gained,
+            work.lost,
+            metrics,
         )
+        manager.start()
         announce = asyncio.create_task(_announce_ready(ready_flag))
         existing = set(asyncio.all_tasks())
         tasks = await kopf.spawn_tasks(  # kopf.operator() is spawn_tasks + run_tasks
@@ -99,6 +126,8 @@ async def run_operator(
     finally:
         if "announce" in locals():
             announce.cancel()
+        if manager is not None:
+            await manager.close()
         if orchestrator is not None:
             await orchestrator.close()
             await broker.close()
@@ -117,6 +146,13 @@ def operator_identity(settings: Settings) -> str:
     with no passwd entry (``runAsUser`` of any number, as Pod Security "restricted" encourages).
     """
     return settings.pod_name or socket.gethostname()
+
+
+def lease_identity(settings: Settings) -> str:
+    """This replica's name on the shard Leases: the pod's name (a restarted container keeps
+    its shards), else host, process id and a random part (several operators in one process,
+    as tests run them, must differ too)."""
+    return settings.pod_name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 READY_LINE = "kubesaga operator ready"

@@ -89,6 +89,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.shards_owned = Gauge(
+            "kubesaga_shards_owned",
+            "Shards this replica holds the Lease of, decides the sagas of and consumes the "
+            "results queue of (KUBESAGA_SHARDS).",
+            registry=self.registry,
+        )
+        self.shard_rebalances = Counter(
+            "kubesaga_shard_rebalances",
+            "Shards this replica gained or lost (rebalancing, a replica that died or joined).",
+            ["change"],
+            registry=self.registry,
+        )
+        self.lease_renew_failures = Counter(
+            "kubesaga_shard_lease_renew_failures",
+            "Rounds in which the shard Leases could not be read or written, and shard Leases "
+            "found taken by another replica on renewal.",
+            registry=self.registry,
+        )
+        self.unowned_decisions = Counter(
+            "kubesaga_unowned_decisions",
+            "Sagas decided although another replica owns their shard: results that arrived on "
+            "the shared results queue (commands without reply_to) or were in flight when the "
+            "shard was lost. Zero in a steady state with reply_to.",
+            registry=self.registry,
+        )
+
     def dead_lettered(self, queue: str, reason: str) -> None:
         self.dead_letters.labels(queue=queue).inc()
 

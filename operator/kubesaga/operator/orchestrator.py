@@ -59,6 +59,7 @@ class Orchestrator:
         cache: SagaCache | None = None,
         rand: Callable[[], float] = random.random,
         token: Callable[[], str] = lambda: secrets.token_hex(6),
+        owns: Callable[[str], bool] = lambda uid: True,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -68,6 +69,8 @@ class Orchestrator:
         self.clock = clock or SystemClock()
         self.rand = rand
         self.token = token
+        self.owns = owns
+        """Whether this replica owns the shard of the saga with this uid (``sharding.py``)."""
         self.tasks = TaskSet()
         self.timers = Timers(self.clock, self._wake)
         self.mailboxes = Mailboxes(self._process, self._retry_soon, self.tasks)
@@ -84,8 +87,10 @@ class Orchestrator:
     # -- inputs ---------------------------------------------------------------------------
 
     def observe(self, obj: SagaObject) -> None:
-        """A watch event: keep the newest copy and look at the saga again."""
-        if self.cache.offer(obj):
+        """A watch event: keep the newest copy and look at the saga again if it is ours.
+
+        Copies of other shards' sagas are kept too, for the moment their shard is gained."""
+        if self.cache.offer(obj) and self.owns(obj.uid):
             self.mailboxes.put(obj.key, Reconcile())
 
     def forget(self, key: Key) -> None:
@@ -93,6 +98,20 @@ class Orchestrator:
         self.cache.forget(key)
         self.outbox.forget(key)
         self.timers.cancel(key)
+
+    def take_over(self, keys: list[Key]) -> None:
+        """Their shard was gained: look at them as on start-up (re-publishing what is in
+        flight, since the replica that owned them may have died before publishing)."""
+        for key in keys:
+            self.outbox.forget(key)
+            self.mailboxes.put(key, Reconcile())
+
+    def let_go(self, keys: list[Key]) -> None:
+        """Their shard was lost: no more timers or redeliveries for them here. A decision in
+        progress finishes (its write is conditional); the next owner resumes the rest."""
+        for key in keys:
+            self.outbox.forget(key)
+            self.timers.cancel(key)
 
     async def on_result(self, result: Result) -> Outcome:
         """A result from the results queue; resolved once recorded (ack) or judged."""
@@ -115,6 +134,8 @@ class Orchestrator:
         for _ in range(MAX_CONFLICT_RETRIES):
             if obj is None:
                 return [outcome(self.metrics, event, None, key) for event in events]
+            if not self.owns(obj.uid):
+                self.metrics.unowned_decisions.inc()
             decision = self._decide(obj, events)
             self.outbox.decided(key, decision)
             if not reread and any(j.verdict is Verdict.REJECTED for j in decision.judgements):
@@ -208,4 +229,6 @@ class Orchestrator:
     def _wake(self, key: Key) -> None:
         """A timer fired: look again. The engine decides first (an attempt may have timed out);
         after it, the outbox re-publishes what is still unanswered and due."""
-        self.mailboxes.put(key, Reconcile())
+        obj = self.cache.get(key)
+        if obj is None or self.owns(obj.uid):
+            self.mailboxes.put(key, Reconcile())

@@ -115,8 +115,10 @@ class Resources(_Open):
 
 class Operator(_Closed):
     replicas: int = Field(default=1, ge=0)
-    """Number of operator pods. Several are safe at once: each status write carries the Saga's
-    resourceVersion, so a stale replica's write is refused and re-decided."""
+    """Number of operator pods. They share the work: each holds a fair share of the shards
+    (operator.shards) by Leases in the release's namespace and decides only their sagas.
+    Ownership is not a lock (each status write carries the Saga's resourceVersion), so a
+    replica that loses a shard late costs a 409, never a wrong decision."""
     namespaces: Any = setting("namespaces")
     """(The chart grants a ClusterRole when empty, else a Role and RoleBinding in each.)"""
     prefetch: Any = setting("operator_prefetch")
@@ -125,6 +127,9 @@ class Operator(_Closed):
     kube_request_timeout_seconds: Any = setting("kube_request_timeout_seconds")
     kube_watch_idle_seconds: Any = setting("kube_watch_idle_seconds")
     grace_seconds: Any = setting("operator_grace_seconds")
+    shards: Any = setting("shards")
+    shard_lease_seconds: Any = setting("shard_lease_seconds")
+    shard_renew_seconds: Any = setting("shard_renew_seconds")
     """(The pod's terminationGracePeriodSeconds is this plus 10.)"""
     resources: Resources = Resources()
     """CPU and memory of the operator container."""
@@ -392,6 +397,8 @@ INDIRECT = {
     "amqp_url": "amqp.url (in a Secret the chart makes) or amqp.existingSecret",
     "amqp_ca_file": "amqp.caSecret (mounted; the variable is its path)",
     "pod_name": "the pod's name (downward API)",
+    "pod_namespace": "the pod's namespace (downward API)",
+    "shard_lease_prefix": "the release's full name",
     "kubeconfig": "unset: the pod's service account",
 }
 """Settings the chart sets without a value of their own, and how."""

@@ -160,7 +160,7 @@ class Worker:
             runner = CommandRunner(
                 dict(self._registrations), broker, worker=self.name, executor=executor
             )
-            await broker.consume_commands(self.actions, runner, prefetch=concurrency)
+            await broker.consume_commands(self.actions, runner, prefetch=concurrency, reply_to=True)
             _raise_if_cancel_was_swallowed()
             consuming = True
             log.info(

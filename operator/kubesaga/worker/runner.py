@@ -41,14 +41,22 @@ class CommandRunner:
         self._waiters: dict[str, int] = {}
         self._recent: OrderedDict[str, Result] = OrderedDict()
 
-    async def __call__(self, command: Command) -> Outcome:
+    async def __call__(self, command: Command, reply_to: str | None = None) -> Outcome:
+        """Run ``command`` (once) and publish its result to ``reply_to``, the results queue
+        the command names (a shard's), or to the installation's results queue without one."""
         registration = self._registrations.get(command.action)
         if registration is None:
             return Outcome.dead_letter(
                 f"worker {self._worker!r} has no handler for action {command.action!r}"
             )
+        if reply_to is not None and not self._broker.is_results_queue(reply_to):
+            base = self._broker.settings.results_queue
+            return Outcome.dead_letter(
+                f"reply_to {reply_to!r} is not a results queue of this installation "
+                f"({base!r} or {base}.<n>)"
+            )
         result = await self._result(registration, command)
-        await self._broker.publish_result(result)  # raising: the message is requeued
+        await self._broker.publish_result(result, reply_to)  # raising: the message is requeued
         log.debug("result published", extra=log_extra(command, self._worker))
         return Outcome.ack()
 
