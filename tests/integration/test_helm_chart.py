@@ -209,6 +209,29 @@ def test_cluster_wide_mode_grants_exactly_the_operator_rules() -> None:
     assert_lease_role_only_in(docs, "kubesaga")
 
 
+CLUSTER_SCOPED = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+
+
+def test_two_releases_of_one_name_in_two_namespaces_share_no_cluster_scoped_object() -> None:
+    """A cluster-scoped name made of the release name alone made the second install fail
+    ("exists and cannot be imported into the current release")."""
+    options = ("--set", "ui.enabled=true", "--set", "approvals.checkApprover=true")
+    names = {}
+    for namespace in ("shop", "billing"):
+        docs = render(namespace, *options)
+        scoped = [d for d in docs if d["kind"] in CLUSTER_SCOPED]
+        assert {d["kind"] for d in scoped} == set(CLUSTER_SCOPED)
+        names[namespace] = {(d["kind"], d["metadata"]["name"]) for d in scoped}
+        for binding in find(docs, "ClusterRoleBinding"):  # each still points at its own role
+            assert ("ClusterRole", binding["roleRef"]["name"]) in names[namespace]
+    assert not names["shop"] & names["billing"]
+
+
 def assert_lease_role_only_in(docs: list[Doc], namespace: str) -> None:
     (leases,) = [r for r in find(docs, "Role") if r["metadata"]["name"].endswith("-leases")]
     assert leases["metadata"]["namespace"] == namespace

@@ -159,3 +159,11 @@ readinessProbe:
 {{- include "kubesaga.image" .root }}
 {{- end }}
 {{- end }}
+
+{{- /*
+Name of a cluster-scoped object (ClusterRole, its binding, an admission policy): the release's
+namespace comes first, so two releases of the same name in different namespaces do not collide.
+*/ -}}
+{{- define "kubesaga.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "kubesaga.fullname" .) | trunc 253 | trimSuffix "-" -}}
+{{- end }}
