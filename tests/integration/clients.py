@@ -32,6 +32,8 @@ class Handle(Protocol):
     @property
     def uid(self) -> str: ...
     @property
+    def created(self) -> bool: ...
+    @property
     def spec(self) -> SagaSpec: ...
     @property
     def status(self) -> SagaStatus: ...
@@ -123,6 +125,10 @@ class ThreadedHandle:
     @property
     def uid(self) -> str:
         return self.handle.uid
+
+    @property
+    def created(self) -> bool:
+        return self.handle.created
 
     @property
     def spec(self) -> SagaSpec:

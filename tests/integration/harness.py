@@ -200,3 +200,22 @@ async def next_dead_letter(
                 await message.ack()
                 return message
     raise AssertionError("dead-letter queue closed")
+
+
+async def cli(settings: Settings, kubeconfig: str, *args: str, timeout: float = 120) -> list[str]:
+    """``kubesaga ARGS`` as a user runs it, against the platform; its stdout lines (fails the
+    test on an error, with its stderr)."""
+    env = operator_env(settings) | {"KUBECONFIG": kubeconfig}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kubesaga",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().splitlines()

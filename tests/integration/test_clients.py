@@ -92,6 +92,7 @@ async def test_start_is_idempotent_for_the_same_spec_and_refuses_a_different_one
     first = await sagas.start("order-2", two_steps(prefix), context={"customer": "c-2"})
     again = await sagas.start("order-2", two_steps(prefix), context={"customer": "c-2"})
     assert again.uid == first.uid
+    assert first.created and not again.created  # `kubesaga start -f` prints which
     with pytest.raises(SagaAlreadyExists, match=r"differs in: context\)") as caught:
         await sagas.start("order-2", two_steps(prefix), context={"customer": "c-3"})
     assert caught.value.existing.uid == first.uid

@@ -8,7 +8,6 @@ middle of a redrive, and the next one carries on from status alone.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.settings import Settings
 from kubesaga.store import watching
 from tests.integration.gateway import gateway_worker, refund_saga
-from tests.integration.harness import OperatorProcess, operator_env, worker_task
+from tests.integration.harness import OperatorProcess, cli, worker_task
 from tests.integration.scripted import scripted_worker, step
 from tests.integration.test_crd_validation import kubectl
 
@@ -237,24 +236,6 @@ async def test_kubesaga_suspend_and_resume_by_label_drive_a_hundred_sagas(
         final = await all_until(api_client, namespace, "app=shop", 100, lambda s: s.is_settled())
     assert {s.phase for s in final.values()} == {SagaPhase.COMPLETED}
     assert all(ledger.steps("do", n) == ["a", "b"] for n in names)
-
-
-async def cli(settings: Settings, kubeconfig: str, *args: str) -> list[str]:
-    """``kubesaga ARGS`` as a user runs it; its stdout lines (fails the test on an error)."""
-    env = operator_env(settings) | {"KUBECONFIG": kubeconfig}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kubesaga",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WAIT_S):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().splitlines()
 
 
 # ------------------------------------------------------------------------------ redrive

@@ -62,8 +62,10 @@ def start(
     async def work(client: Any) -> None:
         console = make_console()
         for ns, name, spec in manifests:
-            await client.create(name, spec, namespace=ns)
-            console.print(f"saga.kubesaga.io/{name} created")
+            handle = await client.create(name, spec, namespace=ns)
+            # as kubectl apply says it: starting the same saga again starts nothing
+            done = "created" if handle.created else "unchanged (it exists with the same spec)"
+            console.print(f"saga.kubesaga.io/{name} {done}")
         if wait:
             finals = await asyncio.gather(
                 *(client.wait(name, timeout, namespace=ns) for ns, name, _ in manifests)

@@ -107,7 +107,7 @@ class AsyncSagaClient:
             raw = await self.objects.create_namespaced_custom_object(
                 API_GROUP, API_VERSION, ns, PLURAL, body
             )
-            return AsyncSagaHandle(self, Saga.from_raw(raw))
+            return AsyncSagaHandle(self, Saga.from_raw(raw), created=True)
         except ApiException as error:
             if error.status != 409:
                 raise translate(error, namespace=ns, name=name) from None

@@ -65,9 +65,12 @@ class _SagaRef:
 class SagaHandle(_SagaRef):
     """One saga, through a blocking ``SagaClient``."""
 
-    def __init__(self, client: SagaClient, saga: Saga) -> None:
+    def __init__(self, client: SagaClient, saga: Saga, *, created: bool = False) -> None:
         self.client = client
         self.saga = saga
+        self.created = created
+        """True when ``start``/``create`` created the saga; False when it already existed with
+        the same spec (the idempotent retry) or the handle came from ``get``/``list_sagas``."""
 
     def refresh(self) -> Saga:
         """Read the saga again; return (and keep) the new snapshot."""
@@ -105,9 +108,12 @@ class SagaHandle(_SagaRef):
 class AsyncSagaHandle(_SagaRef):
     """One saga, through an ``AsyncSagaClient``."""
 
-    def __init__(self, client: AsyncSagaClient, saga: Saga) -> None:
+    def __init__(self, client: AsyncSagaClient, saga: Saga, *, created: bool = False) -> None:
         self.client = client
         self.saga = saga
+        self.created = created
+        """True when ``start``/``create`` created the saga; False when it already existed with
+        the same spec (the idempotent retry) or the handle came from ``get``/``list_sagas``."""
 
     async def refresh(self) -> Saga:
         """Read the saga again; return (and keep) the new snapshot."""

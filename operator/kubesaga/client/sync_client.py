@@ -118,7 +118,7 @@ class SagaClient:
             raw = self.objects.create_namespaced_custom_object(
                 API_GROUP, API_VERSION, ns, PLURAL, body
             )
-            return SagaHandle(self, Saga.from_raw(raw))
+            return SagaHandle(self, Saga.from_raw(raw), created=True)
         except ApiException as error:
             if error.status != 409:
                 raise translate(error, namespace=ns, name=name) from None
