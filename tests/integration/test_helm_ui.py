@@ -2,11 +2,12 @@
 
 The decisive check runs ``kubesaga ui`` itself authenticated as the chart's UI ServiceAccount
 (RBAC created on the platform's apiserver): with only those rules it lists and watches Sagas,
-reads their Events, and may compensate exactly when actions are enabled.
+reads their Events, and may compensate and approve (as itself) exactly when actions are enabled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,8 @@ import pytest_asyncio
 from kubernetes_asyncio import client
 
 from kubesaga.client import AsyncSagaClient
-from kubesaga.models import SagaSpec
+from kubesaga.models import SagaSpec, StepPhase
+from kubesaga.settings import Settings
 from kubesaga.store import make_api_client
 from kubesaga.ui import make_app, serving
 from tests.integration.chart import delete, find, one, render, server_side_apply, token_kubeconfig
@@ -144,6 +146,36 @@ async def test_the_ui_works_with_only_the_chart_rbac(
         answer = await http.post(f"{saga}/compensate", headers={"X-Kubesaga-Action": "compensate"})
         assert answer.status == (200 if actions else 403)
     assert (await saga_client.get("seen")).spec.compensate is actions
+
+
+@pytest.mark.parametrize("actions", [True])
+async def test_an_approval_through_the_ui_is_recorded_as_its_service_account(
+    ui_as_its_service_account: str,
+    running_operator: Settings,
+    saga_client: AsyncSagaClient,
+    namespace: str,
+    actions: bool,
+) -> None:
+    """The chart's patch rule is all Approve needs (the SelfSubjectReview needs no RBAC), and
+    ``by`` is the UI's account, not the test's admin user."""
+    ui = ui_as_its_service_account
+    await saga_client.start("gated", [{"name": "gate", "approval": {}}])
+    async with contextlib.aclosing(saga_client.watch("gated", 60)) as snapshots:
+        async for saga in snapshots:
+            if saga.status and saga.status.step("gate").phase is StepPhase.AWAITING_APPROVAL:
+                break
+    async with aiohttp.ClientSession() as http:
+        answer = await http.post(
+            f"{ui}/api/sagas/{namespace}/gated/approve",
+            json={"step": "gate", "reason": "alice, on the phone"},
+            headers={"X-Kubesaga-Action": "approve"},
+        )
+        assert answer.status == 200, await answer.text()
+    saga = await saga_client.wait("gated", 60)
+    approval = saga.status.step("gate").approval if saga.status else None
+    assert approval is not None and approval.reason == "alice, on the phone"
+    by = approval.by or ""
+    assert by.startswith(f"system:serviceaccount:{namespace}:") and by.endswith("-kubesaga-ui")
 
 
 @pytest.mark.parametrize("scope", ["namespace", "cluster"])

@@ -284,9 +284,10 @@ class Ui(_Closed):
     enabled: bool = False
     """Run `kubesaga ui` as a Deployment with a Service (reach it with `kubectl port-forward`)."""
     actions: bool = False
-    """Offer the compensate button: grants the UI's ServiceAccount patch on Sagas. The UI has no
-    login of its own, so whoever reaches the Service may then compensate any saga it shows: put
-    an authenticating proxy in front first."""
+    """Offer the action buttons (compensate, approve/reject, suspend/resume, redrive): grants
+    the UI's ServiceAccount patch on Sagas. Approvals are recorded as given by that
+    ServiceAccount. The UI has no login of its own, so whoever reaches the Service may then act
+    on any saga it shows: put an authenticating proxy in front first."""
     namespace: str = ""
     """Show only this namespace (a Role there); empty means every namespace (a ClusterRole)."""
     replicas: int = Field(default=1, ge=0)

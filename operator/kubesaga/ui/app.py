@@ -1,4 +1,4 @@
-"""The ``kubesaga ui`` web server: static pages, server-sent events and the compensate action.
+"""The ``kubesaga ui`` web server: static pages, server-sent events and the saga actions.
 
 aiohttp, already a dependency (the probes serve with it), is all it needs: three JSON/SSE
 endpoints and files. Pages are static files filled in by scripts from the same origin, so the
@@ -23,9 +23,17 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kubesaga.client import AsyncSagaClient
+from kubesaga.client.errors import (
+    ApprovalRefused,
+    SagaApiError,
+    SagaClientError,
+    SagaNotFound,
+    SagaNotRedrivable,
+)
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.store import NotFound, SagaObject, SagaStore
-from kubesaga.ui import views
+from kubesaga.ui import offers, views
 from kubesaga.ui.feed import Change, Closed, SagaFeed, Subscription
 
 log = logging.getLogger(__name__)
@@ -114,6 +122,7 @@ def make_app(
     app.router.add_get("/api/sagas/{namespace}/{name}/stream", detail_stream)
     app.router.add_get("/api/sagas/{namespace}/{name}/events", saga_events)
     app.router.add_post("/api/sagas/{namespace}/{name}/compensate", compensate)
+    app.router.add_post("/api/sagas/{namespace}/{name}/{action:" + "|".join(ACTIONS) + "}", act)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.on_startup.append(_start)
@@ -246,6 +255,7 @@ async def _next(subscription: Subscription, response: web.StreamResponse) -> Cha
 async def _detail(saga: SagaObject, permissions: Permissions) -> dict[str, Any]:
     out = views.detail(saga)
     out["canCompensate"] = await permissions.can_compensate(saga.namespace)
+    out["actions"] = offers.offered(saga, out["canCompensate"])
     return out
 
 
@@ -269,11 +279,7 @@ async def saga_events(request: web.Request) -> web.Response:
 
 async def compensate(request: web.Request) -> web.Response:
     """Set ``spec.compensate``, as ``kubesaga compensate`` does; the operator does the rest."""
-    if request.headers.get(ACTION_HEADER) != "compensate":
-        raise web.HTTPForbidden(text=f"missing {ACTION_HEADER} header\n")
-    namespace, name = _request_key(request)
-    if not await request.app[PERMISSIONS].can_compensate(namespace):
-        raise web.HTTPForbidden(text="not allowed to patch sagas in this namespace\n")
+    namespace, name = await _permitted(request, "compensate")
     try:
         await SagaStore(request.app[API]).merge_spec(namespace, name, {"compensate": True})
     except NotFound:
@@ -281,6 +287,65 @@ async def compensate(request: web.Request) -> web.Response:
     except ApiException as error:
         return web.json_response({"error": str(error.reason)}, status=error.status or 500)
     return web.json_response({"ok": True})
+
+
+ACTIONS = ("approve", "reject", "suspend", "resume", "redrive")
+REFUSALS: dict[type[SagaClientError], int] = {
+    SagaNotFound: 404,
+    ApprovalRefused: 409,
+    SagaNotRedrivable: 409,
+}
+
+
+async def act(request: web.Request) -> web.Response:
+    """Approve or reject a step (JSON body ``{step, reason}``), suspend, resume or redrive:
+    the AsyncSagaClient's own methods, so its checks and patches are the only ones. ``by`` of
+    an answer is left to the client: the UI's own identity (a SelfSubjectReview)."""
+    action = request.match_info["action"]
+    namespace, name = await _permitted(request, action)
+    sagas = AsyncSagaClient(request.app[API], namespace)
+    try:
+        if action in ("approve", "reject"):
+            step, reason = await _answer(request)
+            answer = sagas.approve if action == "approve" else sagas.reject
+            await answer(name, step, reason)
+        elif action == "redrive":
+            await sagas.redrive(name)
+        else:
+            await (sagas.suspend if action == "suspend" else sagas.resume)(name)
+    except SagaClientError as error:
+        status = REFUSALS.get(type(error)) or (
+            error.status if isinstance(error, SagaApiError) and error.status >= 400 else 400
+        )
+        return web.json_response({"error": error.message}, status=status)
+    return web.json_response({"ok": True})
+
+
+async def _permitted(request: web.Request, action: str) -> tuple[str, str]:
+    """The saga's key, once the CSRF header names ``action`` and the UI may act (403 if not)."""
+    if request.headers.get(ACTION_HEADER) != action:
+        raise web.HTTPForbidden(text=f"missing {ACTION_HEADER}: {action} header\n")
+    namespace, name = _request_key(request)
+    permissions = request.app[PERMISSIONS]
+    if permissions.read_only:
+        raise web.HTTPForbidden(text="this UI is read-only (--read-only): no actions\n")
+    if not await permissions.can_compensate(namespace):
+        raise web.HTTPForbidden(text="not allowed to patch sagas in this namespace\n")
+    return namespace, name
+
+
+async def _answer(request: web.Request) -> tuple[str, str]:
+    """``step`` and ``reason`` from an approve/reject body; 400 for anything else."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("step"), str):
+        raise web.HTTPBadRequest(text='expected a JSON body {"step": ..., "reason": ...}\n')
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str):
+        raise web.HTTPBadRequest(text="reason must be a string\n")
+    return body["step"], reason
 
 
 async def livez(_: web.Request) -> web.Response:

@@ -88,12 +88,36 @@ function drawTimeline(steps) {
   $("timeline").replaceChildren(root);
 }
 
-function drawSteps(steps) {
+// POST an action; the page changes when the saga does, through the event stream.
+async function act(action, body, what) {
+  const init = { method: "POST", headers: { "X-Kubesaga-Action": action } };
+  if (body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  const answer = await fetch(`${base}/${action}`, init);
+  const text = answer.ok ? `${what} requested` : `${action} refused: ${answer.headers.get("Content-Type")?.includes("json") ? (await answer.json()).error : await answer.text()}`;
+  $("action-result").textContent = text;
+  $("action-result").dataset.ok = String(answer.ok);
+}
+
+// Approve / Reject with an optional reason, on a step that can take an answer now.
+function approvalBox(step, reason) {
+  const input = el("input", { type: "text", className: "reason", placeholder: "reason (optional)", maxlength: "1024", "aria-label": `reason for ${step}` });
+  input.value = reason;
+  const button = (verb, label) => {
+    const b = el("button", { type: "button", className: verb, text: label });
+    b.addEventListener("click", () => act(verb, { step, reason: input.value }, `${verb} of ${step}`));
+    return b;
+  };
+  return el("div", { className: "approval" }, input, button("approve", "Approve"), button("reject", "Reject"));
+}
+
+function drawSteps(steps, answerable) {
   const open = new Set([...document.querySelectorAll("#steps details[open]")].map((d) => d.dataset.key));
+  const reasons = Object.fromEntries([...document.querySelectorAll("#steps .step")].map((s) => [s.dataset.step, s.querySelector("input.reason")?.value ?? ""]));
   $("steps").replaceChildren(...steps.map((step) => {
     const box = el("div", { className: "step", "data-step": step.name },
       el("h3", {}, el("span", { text: `${step.name} ` }), phaseBadge(step.phase)),
       el("div", { className: "meta", text: `action ${step.action}${step.compensationAction ? ` · compensation ${step.compensationAction}` : ""} · depends on ${step.dependsOn.join(", ") || "nothing"} · attempt ${step.attempt}/${step.maxAttempts}` }));
+    if (answerable.includes(step.name)) box.append(approvalBox(step.name, reasons[step.name] || ""));
     if (step.compensation) {
       const c = step.compensation;
       box.append(el("div", { className: "meta", text: `compensation: attempt ${c.attempt || 0}${c.error ? ` · error ${c.error.type}: ${c.error.message}` : ""}` }));
@@ -133,9 +157,11 @@ function render(saga) {
   $("error").textContent = saga.problem || "";
   const finalOrUndoing = ["Compensating", "Compensated", "Failed"].includes(saga.phase) || saga.compensate;
   $("compensate").hidden = !saga.canCompensate || finalOrUndoing;
+  const offered = saga.actions || { approve: [] };
+  for (const action of ["suspend", "resume", "redrive"]) $(action).hidden = !offered[action];
   if (saga.graph) drawGraph(saga.graph);
   drawTimeline(saga.steps);
-  drawSteps(saga.steps);
+  drawSteps(saga.steps, offered.approve);
   $("yaml").textContent = saga.yaml;
   loadEvents();
   document.body.dataset.ready = "true";
@@ -149,11 +175,25 @@ $("compensate").addEventListener("click", async () => {
   $("compensate").disabled = false;
 });
 
+const CONFIRM = {
+  suspend: "Dispatch nothing more until Resume? Attempts in flight finish.",
+  resume: "Let the saga go on from where it stood?",
+  redrive: "Run the failed compensations again, then the ones they blocked?",
+};
+for (const [action, question] of Object.entries(CONFIRM)) {
+  $(action).addEventListener("click", async () => {
+    if (!current || !confirm(`${namespace}/${name}: ${question}`)) return;
+    $(action).disabled = true;
+    await act(action, null, action);
+    $(action).disabled = false;
+  });
+}
+
 connect(`${base}/stream`, {
   saga: render,
   gone() {
     $("summary").textContent = "this saga does not exist (any more)";
-    $("compensate").hidden = true;
+    for (const id of ["compensate", "suspend", "resume", "redrive"]) $(id).hidden = true;
     document.body.dataset.ready = "true";
   },
 });
