@@ -170,15 +170,27 @@ class TcpProxy:
     # ---------------------------------------------------------------------------- piping
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Registered before the upstream connect, so that a reset (or refuse) while it connects
+        # aborts this connection too: one that slipped through stayed in the operator's pool and
+        # kept its probe answering 200 through a "refused" apiserver (a CI failure).
+        if self._server is None:  # accepted just before refuse() closed the listener
+            writer.transport.abort()
+            return
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         except OSError:
             writer.transport.abort()
+            self._writers.discard(writer)
+            return
+        if writer not in self._writers:  # reset while connecting upstream: this one goes too
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self.figures.connections += 1
         async with self._accepted:
             self._accepted.notify_all()
-        self._writers |= {writer, up_writer}
+        self._writers.add(up_writer)
         for source, sink, direction in (
             (reader, up_writer, Direction.UP),
             (up_reader, writer, Direction.DOWN),
