@@ -38,6 +38,7 @@ from tests.integration.harness import (
     worker_task,
 )
 from tests.integration.scripted import Ledger, scripted_worker, step
+from tests.integration.test_shards import shard_holders, split_fairly
 
 WAIT_S = 90
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -308,7 +309,11 @@ FAILING_SAGAS = 4
 
 
 async def test_two_operator_replicas_finish_every_saga_without_lost_updates(
-    operator_settings: Settings, saga_client: AsyncSagaClient, prefix: str, amqp_url: str
+    operator_settings: Settings,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    amqp_url: str,
+    api_client: k8s.ApiClient,
 ) -> None:
     ports = [free_port(), free_port()]
     replicas = [
@@ -320,6 +325,10 @@ async def test_two_operator_replicas_finish_every_saga_without_lost_updates(
     bad = [f"refused-{i}" for i in range(FAILING_SAGAS)]
     try:
         await asyncio.gather(*(r.start() for r in replicas))
+        # The replicas share the sagas by shard: until the second one has its share, the first
+        # decides every saga (and a quick test can end before the split; a CI run did).
+        pids = {r.proc.pid for r in replicas if r.proc is not None}
+        await shard_holders(api_client, operator_settings, split_fairly(pids))
         async with worker_task(worker, operator_settings):
             await asyncio.gather(
                 *(saga_client.start(n, [step(prefix, s) for s in ("a", "b", "c")]) for n in good),
