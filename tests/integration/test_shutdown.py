@@ -228,4 +228,5 @@ async def test_operator_stops_at_once_on_a_second_signal(
             assert await operator.exit_code_within(AT_ONCE_S) == 128 + signal.SIGINT
         finally:
             await operator.kill()
-    assert not any("InvalidStateError" in line for line in operator.log)
+    # the log says where it came from if it comes back (seen once in CI, with 16 shard queues)
+    assert not any("InvalidStateError" in line for line in operator.log), "\n".join(operator.log)
