@@ -16,8 +16,11 @@ FINAL_KEYS = (
     "cpu_ms_per_step",
     "p50_ms",
     "p99_ms",
+    "idle_p50_ms",
     "rss_mb",
 )
+PROCESS_PREFIX = "cpu_ms_"
+"""Each process's CPU ms per step follows the fixed keys, as ``cpu_ms_<process>=…``."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -97,11 +100,13 @@ def _fmt(value: float) -> str:
 
 
 def final_line(values: Mapping[str, float]) -> str:
-    """The last line: ``steps_per_s=… ceiling_writes_per_s=… ratio=… … rss_mb=…``.
+    """The last line: ``steps_per_s=… ceiling_writes_per_s=… ratio=… … rss_mb=… cpu_ms_…=…``.
 
     ``api_writes_per_step`` counts status writes and Events (both are apiserver writes);
     ``cpu_ms_per_step`` is the CPU of every process of the run (apiserver, etcd, broker,
-    operator, workers) per recorded step.
+    operator, workers) per recorded step, and each process's share follows as
+    ``cpu_ms_<process>=…``; ``p50_ms``/``p99_ms`` are the loaded batch's step-to-step,
+    ``idle_p50_ms`` the one-saga-at-a-time probe's (the latency a lone saga sees).
     """
     parts = []
     for key in FINAL_KEYS:
@@ -111,6 +116,11 @@ def final_line(values: Mapping[str, float]) -> str:
         else:
             text = _fmt(value)
         parts.append(f"{key}={text}")
+    parts += [
+        f"{key}={_fmt(float(value))}"
+        for key, value in values.items()
+        if key.startswith(PROCESS_PREFIX) and key not in FINAL_KEYS
+    ]
     return " ".join(parts)
 
 
@@ -125,8 +135,9 @@ def final_values(results: Mapping[str, Any]) -> dict[str, float]:
         steps_per_s / ceiling_rate if ceiling_rate and not math.isnan(ceiling_rate) else math.nan
     )
     s2s = e2e.get("step_to_step") or {}
-    per_process = (e2e.get("cpu_ms_per_step") or {}).values()
-    cpu_ms = math.fsum(float(v) for v in per_process) if per_process else math.nan
+    idle = e2e.get("probe_step_to_step") or {}
+    per_process = e2e.get("cpu_ms_per_step") or {}
+    cpu_ms = math.fsum(float(v) for v in per_process.values()) if per_process else math.nan
     return {
         "steps_per_s": steps_per_s,
         "ceiling_writes_per_s": ceiling_rate,
@@ -136,8 +147,9 @@ def final_values(results: Mapping[str, Any]) -> dict[str, float]:
         "cpu_ms_per_step": cpu_ms,
         "p50_ms": float(s2s.get("p50_ms", math.nan)),
         "p99_ms": float(s2s.get("p99_ms", math.nan)),
+        "idle_p50_ms": float(idle.get("p50_ms", math.nan)),
         "rss_mb": float(scale.get("operator_peak_rss_mb", math.nan)),
-    }
+    } | {f"{PROCESS_PREFIX}{name}": float(ms) for name, ms in per_process.items()}
 
 
 def table(rows: Iterable[tuple[str, str, str | float]]) -> str:

@@ -11,7 +11,8 @@ from bench.report import final_line, final_values, metric_sum, parse_prometheus,
 
 FINAL_LINE = re.compile(
     r"^steps_per_s=\S+ ceiling_writes_per_s=\S+ ratio=\S+ writes_per_step=\S+ "
-    r"api_writes_per_step=\S+ cpu_ms_per_step=\S+ p50_ms=\S+ p99_ms=\S+ rss_mb=\S+$"
+    r"api_writes_per_step=\S+ cpu_ms_per_step=\S+ p50_ms=\S+ p99_ms=\S+ idle_p50_ms=\S+ "
+    r"rss_mb=\S+( cpu_ms_[a-z-]+=\S+)*$"
 )
 
 
@@ -69,6 +70,7 @@ def test_final_line_format_and_ratio() -> None:
             "api_writes_per_step": 2.6667,
             "cpu_ms_per_step": {"kube-apiserver": 6.4, "operator": 3.0, "etcd": 0.45},
             "step_to_step": {"p50_ms": 8.25, "p99_ms": 31.0},
+            "probe_step_to_step": {"p50_ms": 4.5, "p99_ms": 9.0},
         },
         "scale": {"operator_peak_rss_mb": 512.4},
     }
@@ -78,7 +80,8 @@ def test_final_line_format_and_ratio() -> None:
     assert FINAL_LINE.match(line), line
     assert line == (
         "steps_per_s=450 ceiling_writes_per_s=900 ratio=0.50 writes_per_step=1.33 "
-        "api_writes_per_step=2.67 cpu_ms_per_step=9.85 p50_ms=8.25 p99_ms=31.0 rss_mb=512"
+        "api_writes_per_step=2.67 cpu_ms_per_step=9.85 p50_ms=8.25 p99_ms=31.0 idle_p50_ms=4.50 "
+        "rss_mb=512 cpu_ms_kube-apiserver=6.40 cpu_ms_operator=3.00 cpu_ms_etcd=0.45"
     )
 
 
