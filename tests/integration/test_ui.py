@@ -203,12 +203,20 @@ async def test_the_compensate_button_undoes_a_completed_saga(
         async with open_tab(browser, saga_url(ui, namespace, "undo-1")) as tab:
             tab.page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             await tab.page.click("#compensate:visible")
+            await tab.page.wait_for_selector("#action-result[data-ok=true]")
+            assert await tab.page.inner_text("#action-result") == "compensation requested"
             await tab.page.wait_for_selector("#phase[data-phase=Compensated]", timeout=20_000)
             await tab.page.wait_for_selector("#compensate", state="hidden")
             node = await graph(tab.page)
             assert node["nodes"]["a"]["phase"] == "Compensated"
     saga = await saga_client.get("undo-1")
     assert saga.spec.compensate and saga.phase is SagaPhase.COMPENSATED
+
+    async with aiohttp.ClientSession() as http:  # the endpoint answers as the client does
+        action = {"X-Kubesaga-Action": "compensate"}
+        gone = await http.post(f"{ui}/api/sagas/{namespace}/no-such/compensate", headers=action)
+        assert gone.status == 404
+        assert f"saga {namespace}/no-such not found" in (await gone.json())["error"]
 
     async with ui_server(api_client, namespace, read_only=True) as read_only:
         async with open_tab(browser, saga_url(read_only, namespace, "undo-1")) as tab:

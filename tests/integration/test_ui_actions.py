@@ -146,6 +146,9 @@ async def test_reject_from_the_page_compensates_and_a_late_answer_is_refused(
     assert status == 409 and "already" in text, text
     status, text = await post(f"{ui}/api/sagas/{namespace}/deny-ui", "approve", {"reason": 1})
     assert status == 400, text
+    status, text = await post(f"{ui}/api/sagas/{namespace}/deny-ui", "compensate")
+    assert status == 200, text  # as the client: no refusal; the operator ignores it, logged
+    assert (await saga_client.get("deny-ui")).spec.compensate
 
 
 async def test_suspend_then_resume_from_the_page_finishes_the_saga(

@@ -170,8 +170,7 @@ function render(saga) {
 $("compensate").addEventListener("click", async () => {
   if (!current || !confirm(`Compensate ${namespace}/${name}? Every step that succeeded is undone.`)) return;
   $("compensate").disabled = true;
-  const answer = await fetch(`${base}/compensate`, { method: "POST", headers: { "X-Kubesaga-Action": "compensate" } });
-  $("action-result").textContent = answer.ok ? "compensation requested" : `failed: ${await answer.text()}`;
+  await act("compensate", null, "compensation");
   $("compensate").disabled = false;
 });
 
