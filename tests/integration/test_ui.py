@@ -1,7 +1,8 @@
 """``kubesaga ui`` in a real browser, against the platform with the operator and workers.
 
 Each test starts the UI for its own namespace in the test's event loop, and opens pages in
-headless Chromium (tests/integration/browser.py). What the page shows is read from the DOM the
+headless Chromium (the ``ui`` and ``browser`` fixtures of conftest.py, shared with
+test_ui_actions.py; tests/integration/browser.py). What the page shows is read from the DOM the
 scripts built: the ``data-*`` attributes and computed colours, not the server's JSON, so a
 broken script, a style the CSP blocked or a missing SSE update fails here.
 """
@@ -9,19 +10,17 @@ broken script, a style the CSP blocked or a missing SSE update fails here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Page
 
 from kubesaga import AsyncSagaClient, PermanentError, StepContext, Worker
 from kubesaga.models import SagaPhase, SagaSpec
 from kubesaga.settings import Settings
-from tests.integration.browser import chromium, open_tab, ui_server
+from tests.integration.browser import open_tab, saga_url, ui_server
 from tests.integration.examples_kit import ExampleRun, load_manifest
 from tests.integration.harness import worker_task
 
@@ -32,22 +31,6 @@ COLOURS = {  # ui.css: the phase colours a user sees
     "Compensated": "rgb(142, 36, 170)",
 }
 HTML = "<img src=x onerror=window.pwned=1><b id=injected>bold</b>"  # no quotes: JSON keeps it
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ui(api_client: client.ApiClient, namespace: str) -> AsyncIterator[str]:
-    async with ui_server(api_client, namespace) as url:
-        yield url
-
-
-def saga_url(ui: str, namespace: str, name: str) -> str:
-    return f"{ui}/saga/{namespace}/{name}"
 
 
 async def row_phase(page: Page, name: str, phase: str) -> None:

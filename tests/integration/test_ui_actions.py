@@ -9,18 +9,16 @@ changes only through its event stream (a button hides, a phase badge changes).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest_asyncio
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Dialog, Page
 
 from kubesaga import AsyncSagaClient, StepContext, Worker
 from kubesaga.models import ApprovalOutcome, SagaPhase, StepPhase
 from kubesaga.settings import Settings
-from tests.integration.browser import chromium, open_tab, ui_server
+from tests.integration.browser import open_tab, saga_url, ui_server
 from tests.integration.gateway import gateway_worker, refund_saga
 from tests.integration.harness import worker_task
 from tests.integration.scripted import scripted_worker, step
@@ -29,22 +27,6 @@ WAIT_S = 60
 USER = "kubesaga-testenv-admin"
 """Who the platform's kubeconfig (the UI's identity here) authenticates as."""
 ACTION_BUTTONS = ("#compensate", "#suspend", "#resume", "#redrive", ".approval button")
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ui(api_client: client.ApiClient, namespace: str) -> AsyncIterator[str]:
-    async with ui_server(api_client, namespace) as url:
-        yield url
-
-
-def saga_url(ui: str, namespace: str, name: str) -> str:
-    return f"{ui}/saga/{namespace}/{name}"
 
 
 def accept_dialogs(page: Page) -> None:
