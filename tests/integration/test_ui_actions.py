@@ -16,7 +16,7 @@ from kubernetes_asyncio import client
 from playwright.async_api import Browser, Dialog, Page
 
 from kubesaga import AsyncSagaClient, StepContext, Worker
-from kubesaga.models import ApprovalOutcome, SagaPhase, StepPhase
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL, ApprovalOutcome, SagaPhase, StepPhase
 from kubesaga.settings import Settings
 from tests.integration.browser import open_tab, saga_url, ui_server
 from tests.integration.gateway import gateway_worker, refund_saga
@@ -98,6 +98,45 @@ async def test_approve_from_the_page_completes_the_saga_as_the_ui_with_the_reaso
     approval = saga.status.step("manager").approval
     assert approval is not None and approval.outcome is ApprovalOutcome.APPROVED
     assert (approval.by, approval.reason) == (USER, "under budget")
+
+
+async def test_a_reason_being_typed_keeps_its_text_focus_and_caret_through_an_update(
+    browser: Browser,
+    ui: str,
+    running_operator: Settings,
+    saga_client: AsyncSagaClient,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    """Every change of the saga redraws the page: the reason input must be the same element
+    afterwards, still focused, with the caret where it was (typing goes on where it stopped)."""
+    await saga_client.start("typing-ui", [gate("manager")])
+    async with open_tab(browser, saga_url(ui, namespace, "typing-ui")) as tab:
+        reason = tab.page.locator('[data-step="manager"] input.reason')
+        await reason.click()
+        await reason.press_sequentially("under budget")
+        for _ in "get":
+            await reason.press("ArrowLeft")
+        await tab.page.evaluate("document.activeElement.dataset.mark = 'typed-here'")
+        objects: Any = client.CustomObjectsApi(api_client)  # _content_type: run time only
+        await objects.patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            "typing-ui",
+            {"metadata": {"annotations": {"redraw": "now"}}},
+            _content_type="application/merge-patch+json",
+        )
+        await tab.page.wait_for_selector("#yaml:has-text('redraw: now')", state="attached")
+        assert await tab.page.evaluate("document.activeElement.dataset.mark") == "typed-here"
+        await tab.page.keyboard.type(" not")
+        assert await reason.input_value() == "under bud notget"
+        await tab.page.click('[data-step="manager"] button.approve')
+        await phase(tab.page, "Completed")
+    saga = await saga_client.get("typing-ui")
+    approval = saga.status.step("manager").approval if saga.status else None
+    assert approval is not None and approval.reason == "under bud notget"
 
 
 async def test_reject_from_the_page_compensates_and_a_late_answer_is_refused(
