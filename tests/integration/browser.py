@@ -79,3 +79,8 @@ async def ui_server(
     app: web.Application = make_app(api, namespace, read_only=read_only)
     async with serving(app, "127.0.0.1", 0) as port:
         yield f"http://127.0.0.1:{port}"
+
+
+def saga_url(ui: str, namespace: str, name: str) -> str:
+    """The page of one saga on the UI at ``ui``."""
+    return f"{ui}/saga/{namespace}/{name}"

@@ -17,6 +17,7 @@ import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from playwright.async_api import Browser
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.broker.topology import DEAD_LETTER_QUEUE
@@ -26,6 +27,7 @@ from kubesaga.settings import Settings
 from kubesaga.store.watching import wait_crd_established
 from tests.faults.platform import amqp_address, apiserver_address
 from tests.faults.proxy import TcpProxy, running_proxy
+from tests.integration.browser import chromium, ui_server
 from tests.integration.examples_kit import ExampleRun
 from tests.integration.harness import operator_task, unique
 
@@ -162,3 +164,20 @@ async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
     """A TCP proxy in front of the platform's broker (see tests/faults/proxy.py)."""
     async with running_proxy(*amqp_address(amqp_url)) as proxy:
         yield proxy
+
+
+# ------------------------------------------------------------------ the UI in a browser
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the session's UI tests; each test opens its own contexts."""
+    async with chromium() as b:
+        yield b
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ui(api_client: client.ApiClient, namespace: str) -> AsyncIterator[str]:
+    """``kubesaga ui`` for the test's namespace, with actions on; yields its base URL."""
+    async with ui_server(api_client, namespace) as url:
+        yield url

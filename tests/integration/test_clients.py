@@ -24,6 +24,7 @@ from kubesaga import (
     AsyncSagaClient,
     Saga,
     SagaAlreadyExists,
+    SagaApiError,
     SagaClient,
     SagaInvalid,
     SagaNotFound,
@@ -219,6 +220,17 @@ async def test_watch_yields_each_phase_change_and_ends_when_settled(
     assert SagaPhase.RUNNING in phases
     shapes = [(s.phase, tuple(x.phase for x in (s.status.steps if s.status else []))) for s in seen]
     assert all(a != b for a, b in itertools.pairwise(shapes)), shapes
+
+
+async def test_a_list_the_apiserver_refuses_is_a_saga_api_error_for_the_namespace(
+    sagas: Client, namespace: str
+) -> None:
+    """A label selector the apiserver cannot parse: ``SagaApiError`` with its status and
+    message, naming the namespace listed; catches a transport or store exception leaking out of
+    ``list_sagas`` (the async client lists through ``SagaStore.list``)."""
+    with pytest.raises(SagaApiError, match=f"on sagas in {namespace}: 400 BadRequest") as caught:
+        await sagas.list_sagas("team in (")
+    assert (caught.value.status, caught.value.namespace) == (400, namespace)
 
 
 async def test_wait_lists_again_when_its_resource_version_expired(

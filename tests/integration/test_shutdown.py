@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -35,6 +36,12 @@ START_S = 60
 AT_ONCE_S = 5
 """"At once": a signal handler runs, the process exits; generous for a loaded 2-core machine."""
 OPERATOR_GRACE_S = 8
+KOPF_SECOND_SIGNAL = re.compile(r"\bInvalidStateError\b")
+"""asyncio's ``InvalidStateError: invalid state``: what kopf's own signal handlers log on a second
+signal (``Future.set_result`` twice) if they were left in place. Not aio-pika's
+``ChannelInvalidStateError``, which a robust channel logs whenever the connection is lost (it tries
+to reopen before the transport is back): a slow test process gives the operator time to notice
+the broker went away before the second signal, and a plain substring check failed on that (CI)."""
 
 ACTION = os.environ.get("KUBESAGA_TEST_SHUTDOWN_ACTION", "test.shutdown")
 hanging = Worker("hanging")
@@ -228,5 +235,5 @@ async def test_operator_stops_at_once_on_a_second_signal(
             assert await operator.exit_code_within(AT_ONCE_S) == 128 + signal.SIGINT
         finally:
             await operator.kill()
-    # the log says where it came from if it comes back (seen once in CI, with 16 shard queues)
-    assert not any("InvalidStateError" in line for line in operator.log), "\n".join(operator.log)
+    kopf_handlers = [line for line in operator.log if KOPF_SECOND_SIGNAL.search(line)]
+    assert not kopf_handlers, "\n".join(operator.log)

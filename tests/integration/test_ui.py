@@ -1,7 +1,8 @@
 """``kubesaga ui`` in a real browser, against the platform with the operator and workers.
 
 Each test starts the UI for its own namespace in the test's event loop, and opens pages in
-headless Chromium (tests/integration/browser.py). What the page shows is read from the DOM the
+headless Chromium (the ``ui`` and ``browser`` fixtures of conftest.py, shared with
+test_ui_actions.py; tests/integration/browser.py). What the page shows is read from the DOM the
 scripts built: the ``data-*`` attributes and computed colours, not the server's JSON, so a
 broken script, a style the CSP blocked or a missing SSE update fails here.
 """
@@ -9,19 +10,17 @@ broken script, a style the CSP blocked or a missing SSE update fails here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Page
 
 from kubesaga import AsyncSagaClient, PermanentError, StepContext, Worker
 from kubesaga.models import SagaPhase, SagaSpec
 from kubesaga.settings import Settings
-from tests.integration.browser import chromium, open_tab, ui_server
+from tests.integration.browser import open_tab, saga_url, ui_server
 from tests.integration.examples_kit import ExampleRun, load_manifest
 from tests.integration.harness import worker_task
 
@@ -32,22 +31,6 @@ COLOURS = {  # ui.css: the phase colours a user sees
     "Compensated": "rgb(142, 36, 170)",
 }
 HTML = "<img src=x onerror=window.pwned=1><b id=injected>bold</b>"  # no quotes: JSON keeps it
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ui(api_client: client.ApiClient, namespace: str) -> AsyncIterator[str]:
-    async with ui_server(api_client, namespace) as url:
-        yield url
-
-
-def saga_url(ui: str, namespace: str, name: str) -> str:
-    return f"{ui}/saga/{namespace}/{name}"
 
 
 async def row_phase(page: Page, name: str, phase: str) -> None:
@@ -203,12 +186,20 @@ async def test_the_compensate_button_undoes_a_completed_saga(
         async with open_tab(browser, saga_url(ui, namespace, "undo-1")) as tab:
             tab.page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             await tab.page.click("#compensate:visible")
+            await tab.page.wait_for_selector("#action-result[data-ok=true]")
+            assert await tab.page.inner_text("#action-result") == "compensation requested"
             await tab.page.wait_for_selector("#phase[data-phase=Compensated]", timeout=20_000)
             await tab.page.wait_for_selector("#compensate", state="hidden")
             node = await graph(tab.page)
             assert node["nodes"]["a"]["phase"] == "Compensated"
     saga = await saga_client.get("undo-1")
     assert saga.spec.compensate and saga.phase is SagaPhase.COMPENSATED
+
+    async with aiohttp.ClientSession() as http:  # the endpoint answers as the client does
+        action = {"X-Kubesaga-Action": "compensate"}
+        gone = await http.post(f"{ui}/api/sagas/{namespace}/no-such/compensate", headers=action)
+        assert gone.status == 404
+        assert f"saga {namespace}/no-such not found" in (await gone.json())["error"]
 
     async with ui_server(api_client, namespace, read_only=True) as read_only:
         async with open_tab(browser, saga_url(read_only, namespace, "undo-1")) as tab:

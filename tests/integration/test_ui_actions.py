@@ -9,18 +9,16 @@ changes only through its event stream (a button hides, a phase badge changes).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest_asyncio
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Dialog, Page
 
 from kubesaga import AsyncSagaClient, StepContext, Worker
-from kubesaga.models import ApprovalOutcome, SagaPhase, StepPhase
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL, ApprovalOutcome, SagaPhase, StepPhase
 from kubesaga.settings import Settings
-from tests.integration.browser import chromium, open_tab, ui_server
+from tests.integration.browser import open_tab, saga_url, ui_server
 from tests.integration.gateway import gateway_worker, refund_saga
 from tests.integration.harness import worker_task
 from tests.integration.scripted import scripted_worker, step
@@ -29,22 +27,6 @@ WAIT_S = 60
 USER = "kubesaga-testenv-admin"
 """Who the platform's kubeconfig (the UI's identity here) authenticates as."""
 ACTION_BUTTONS = ("#compensate", "#suspend", "#resume", "#redrive", ".approval button")
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ui(api_client: client.ApiClient, namespace: str) -> AsyncIterator[str]:
-    async with ui_server(api_client, namespace) as url:
-        yield url
-
-
-def saga_url(ui: str, namespace: str, name: str) -> str:
-    return f"{ui}/saga/{namespace}/{name}"
 
 
 def accept_dialogs(page: Page) -> None:
@@ -118,6 +100,45 @@ async def test_approve_from_the_page_completes_the_saga_as_the_ui_with_the_reaso
     assert (approval.by, approval.reason) == (USER, "under budget")
 
 
+async def test_a_reason_being_typed_keeps_its_text_focus_and_caret_through_an_update(
+    browser: Browser,
+    ui: str,
+    running_operator: Settings,
+    saga_client: AsyncSagaClient,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    """Every change of the saga redraws the page: the reason input must be the same element
+    afterwards, still focused, with the caret where it was (typing goes on where it stopped)."""
+    await saga_client.start("typing-ui", [gate("manager")])
+    async with open_tab(browser, saga_url(ui, namespace, "typing-ui")) as tab:
+        reason = tab.page.locator('[data-step="manager"] input.reason')
+        await reason.click()
+        await reason.press_sequentially("under budget")
+        for _ in "get":
+            await reason.press("ArrowLeft")
+        await tab.page.evaluate("document.activeElement.dataset.mark = 'typed-here'")
+        objects: Any = client.CustomObjectsApi(api_client)  # _content_type: run time only
+        await objects.patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            "typing-ui",
+            {"metadata": {"annotations": {"redraw": "now"}}},
+            _content_type="application/merge-patch+json",
+        )
+        await tab.page.wait_for_selector("#yaml:has-text('redraw: now')", state="attached")
+        assert await tab.page.evaluate("document.activeElement.dataset.mark") == "typed-here"
+        await tab.page.keyboard.type(" not")
+        assert await reason.input_value() == "under bud notget"
+        await tab.page.click('[data-step="manager"] button.approve')
+        await phase(tab.page, "Completed")
+    saga = await saga_client.get("typing-ui")
+    approval = saga.status.step("manager").approval if saga.status else None
+    assert approval is not None and approval.reason == "under bud notget"
+
+
 async def test_reject_from_the_page_compensates_and_a_late_answer_is_refused(
     browser: Browser,
     ui: str,
@@ -146,6 +167,9 @@ async def test_reject_from_the_page_compensates_and_a_late_answer_is_refused(
     assert status == 409 and "already" in text, text
     status, text = await post(f"{ui}/api/sagas/{namespace}/deny-ui", "approve", {"reason": 1})
     assert status == 400, text
+    status, text = await post(f"{ui}/api/sagas/{namespace}/deny-ui", "compensate")
+    assert status == 200, text  # as the client: no refusal; the operator ignores it, logged
+    assert (await saga_client.get("deny-ui")).spec.compensate
 
 
 async def test_suspend_then_resume_from_the_page_finishes_the_saga(

@@ -32,6 +32,7 @@ from kubesaga.models import (
     StepSpec,
 )
 from kubesaga.store.kube import make_api_client
+from kubesaga.store.sagas import Conflict, NotFound, SagaStore
 from kubesaga.store.watching import follow
 
 
@@ -46,6 +47,7 @@ class AsyncSagaClient:
         self.api = api
         self.namespace = namespace
         self.objects = client.CustomObjectsApi(api)
+        self._store = SagaStore(api)
 
     @classmethod
     async def connect(
@@ -275,26 +277,10 @@ class AsyncSagaClient:
     ) -> list[AsyncSagaHandle]:
         ns = "" if all_namespaces else namespace or self.namespace
         try:
-            if ns:
-                raw = await self.objects.list_namespaced_custom_object(
-                    API_GROUP,
-                    API_VERSION,
-                    ns,
-                    PLURAL,
-                    field_selector=selector,
-                    label_selector=labels,
-                )
-            else:
-                raw = await self.objects.list_cluster_custom_object(
-                    API_GROUP,
-                    API_VERSION,
-                    PLURAL,
-                    field_selector=selector,
-                    label_selector=labels,
-                )
-        except ApiException as error:
-            raise translate(error, namespace=ns) from None
-        return [AsyncSagaHandle(self, Saga.from_raw(item)) for item in raw.get("items", [])]
+            objects = await self._store.list(ns or None, selector, labels)
+        except (ApiException, Conflict, NotFound) as error:  # the apiserver's is the cause
+            raise translate(error.__cause__ or error, namespace=ns) from None
+        return [AsyncSagaHandle(self, Saga.of(obj)) for obj in objects]
 
     async def _compensate(self, namespace: str, name: str, uid: str | None = None) -> Saga:
         return await self._patch(namespace, name, resource.compensate_patch(uid))

@@ -174,16 +174,30 @@ class SagaStore:
             raise _wrap(error) from error
 
     async def list(
-        self, namespace: str | None = None, field_selector: str = ""
+        self, namespace: str | None = None, field_selector: str = "", label_selector: str = ""
     ) -> list[SagaObject]:
+        """The Sagas in ``namespace`` (every namespace without one) the selectors pick.
+
+        Raises ``NotFound`` (404), ``Conflict`` (409) or the ``ApiException`` itself, each with
+        the apiserver's ``ApiException`` as ``__cause__``: the client translates that into its
+        own errors (``client.api_errors.translate``), with the apiserver's message."""
         try:
             if namespace:
                 raw = await self.api.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, PLURAL, field_selector=field_selector
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    field_selector=field_selector,
+                    label_selector=label_selector,
                 )
             else:
                 raw = await self.api.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, PLURAL, field_selector=field_selector
+                    API_GROUP,
+                    API_VERSION,
+                    PLURAL,
+                    field_selector=field_selector,
+                    label_selector=label_selector,
                 )
         except ApiException as error:
             raise _wrap(error) from error

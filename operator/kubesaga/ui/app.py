@@ -32,7 +32,7 @@ from kubesaga.client.errors import (
     SagaNotRedrivable,
 )
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
-from kubesaga.store import NotFound, SagaObject, SagaStore
+from kubesaga.store import SagaObject
 from kubesaga.ui import offers, views
 from kubesaga.ui.feed import Change, Closed, SagaFeed, Subscription
 
@@ -121,7 +121,6 @@ def make_app(
     app.router.add_get("/api/stream", list_stream)
     app.router.add_get("/api/sagas/{namespace}/{name}/stream", detail_stream)
     app.router.add_get("/api/sagas/{namespace}/{name}/events", saga_events)
-    app.router.add_post("/api/sagas/{namespace}/{name}/compensate", compensate)
     app.router.add_post("/api/sagas/{namespace}/{name}/{action:" + "|".join(ACTIONS) + "}", act)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
@@ -277,19 +276,7 @@ async def saga_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events, "error": None})
 
 
-async def compensate(request: web.Request) -> web.Response:
-    """Set ``spec.compensate``, as ``kubesaga compensate`` does; the operator does the rest."""
-    namespace, name = await _permitted(request, "compensate")
-    try:
-        await SagaStore(request.app[API]).merge_spec(namespace, name, {"compensate": True})
-    except NotFound:
-        raise web.HTTPNotFound(text="no such saga\n") from None
-    except ApiException as error:
-        return web.json_response({"error": str(error.reason)}, status=error.status or 500)
-    return web.json_response({"ok": True})
-
-
-ACTIONS = ("approve", "reject", "suspend", "resume", "redrive")
+ACTIONS = ("compensate", "approve", "reject", "suspend", "resume", "redrive")
 REFUSALS: dict[type[SagaClientError], int] = {
     SagaNotFound: 404,
     ApprovalRefused: 409,
@@ -298,9 +285,10 @@ REFUSALS: dict[type[SagaClientError], int] = {
 
 
 async def act(request: web.Request) -> web.Response:
-    """Approve or reject a step (JSON body ``{step, reason}``), suspend, resume or redrive:
-    the AsyncSagaClient's own methods, so its checks and patches are the only ones. ``by`` of
-    an answer is left to the client: the UI's own identity (a SelfSubjectReview)."""
+    """Compensate, approve or reject a step (JSON body ``{step, reason}``), suspend, resume or
+    redrive: the AsyncSagaClient's own methods, so its checks and patches are the only ones (as
+    ``kubesaga compensate|approve|...``). ``by`` of an answer is left to the client: the UI's
+    own identity (a SelfSubjectReview)."""
     action = request.match_info["action"]
     namespace, name = await _permitted(request, action)
     sagas = AsyncSagaClient(request.app[API], namespace)
@@ -311,6 +299,8 @@ async def act(request: web.Request) -> web.Response:
             await answer(name, step, reason)
         elif action == "redrive":
             await sagas.redrive(name)
+        elif action == "compensate":
+            await sagas.compensate(name)
         else:
             await (sagas.suspend if action == "suspend" else sagas.resume)(name)
     except SagaClientError as error:

@@ -99,9 +99,8 @@ async function act(action, body, what) {
 }
 
 // Approve / Reject with an optional reason, on a step that can take an answer now.
-function approvalBox(step, reason) {
+function approvalBox(step) {
   const input = el("input", { type: "text", className: "reason", placeholder: "reason (optional)", maxlength: "1024", "aria-label": `reason for ${step}` });
-  input.value = reason;
   const button = (verb, label) => {
     const b = el("button", { type: "button", className: verb, text: label });
     b.addEventListener("click", () => act(verb, { step, reason: input.value }, `${verb} of ${step}`));
@@ -110,27 +109,52 @@ function approvalBox(step, reason) {
   return el("div", { className: "approval" }, input, button("approve", "Approve"), button("reject", "Reject"));
 }
 
+// Redrawn on every change, but in place: a step's box and its approval box (the reason input)
+// stay the same elements and are never detached, so someone typing a reason keeps the text,
+// the focus and the caret while updates arrive. Only the content around them is rebuilt.
 function drawSteps(steps, answerable) {
-  const open = new Set([...document.querySelectorAll("#steps details[open]")].map((d) => d.dataset.key));
-  const reasons = Object.fromEntries([...document.querySelectorAll("#steps .step")].map((s) => [s.dataset.step, s.querySelector("input.reason")?.value ?? ""]));
-  $("steps").replaceChildren(...steps.map((step) => {
-    const box = el("div", { className: "step", "data-step": step.name },
+  const list = $("steps");
+  const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.dataset.key));
+  const old = new Map([...list.children].map((box) => [box.dataset.step, box]));
+  const boxes = steps.map((step) => {
+    const box = old.get(step.name) || el("div", { className: "step", "data-step": step.name });
+    old.delete(step.name);
+    const before = [
       el("h3", {}, el("span", { text: `${step.name} ` }), phaseBadge(step.phase)),
-      el("div", { className: "meta", text: `action ${step.action}${step.compensationAction ? ` · compensation ${step.compensationAction}` : ""} · depends on ${step.dependsOn.join(", ") || "nothing"} · attempt ${step.attempt}/${step.maxAttempts}` }));
-    if (answerable.includes(step.name)) box.append(approvalBox(step.name, reasons[step.name] || ""));
+      el("div", { className: "meta", text: `action ${step.action}${step.compensationAction ? ` · compensation ${step.compensationAction}` : ""} · depends on ${step.dependsOn.join(", ") || "nothing"} · attempt ${step.attempt}/${step.maxAttempts}` }),
+    ];
+    const after = [];
     if (step.compensation) {
       const c = step.compensation;
-      box.append(el("div", { className: "meta", text: `compensation: attempt ${c.attempt || 0}${c.error ? ` · error ${c.error.type}: ${c.error.message}` : ""}` }));
+      after.push(el("div", { className: "meta", text: `compensation: attempt ${c.attempt || 0}${c.error ? ` · error ${c.error.type}: ${c.error.message}` : ""}` }));
     }
     for (const value of step.values) {
       if (value.empty) continue;
       const key = `${step.name}/${value.label}`;
       const details = el("details", { "data-key": key, className: `value value-${value.label}` }, el("summary", { text: value.label }), el("pre", { text: value.text }));
       details.open = open.has(key) || !value.collapsed;
-      box.append(details);
+      after.push(details);
+    }
+    const kept = answerable.includes(step.name) ? box.querySelector(":scope > .approval") : null;
+    if (kept) {
+      for (const child of [...box.children]) if (child !== kept) child.remove();
+      kept.before(...before);
+      kept.after(...after);
+    } else {
+      const approval = answerable.includes(step.name) ? [approvalBox(step.name)] : [];
+      box.replaceChildren(...before, ...approval, ...after);
     }
     return box;
-  }));
+  });
+  for (const box of old.values()) box.remove();
+  let previous = null; // put the boxes in order, moving only those out of place
+  for (const box of boxes) {
+    if ((previous ? previous.nextElementSibling : list.firstElementChild) !== box) {
+      if (previous) previous.after(box);
+      else list.prepend(box);
+    }
+    previous = box;
+  }
 }
 
 async function loadEvents() {
@@ -170,8 +194,7 @@ function render(saga) {
 $("compensate").addEventListener("click", async () => {
   if (!current || !confirm(`Compensate ${namespace}/${name}? Every step that succeeded is undone.`)) return;
   $("compensate").disabled = true;
-  const answer = await fetch(`${base}/compensate`, { method: "POST", headers: { "X-Kubesaga-Action": "compensate" } });
-  $("action-result").textContent = answer.ok ? "compensation requested" : `failed: ${await answer.text()}`;
+  await act("compensate", null, "compensation");
   $("compensate").disabled = false;
 });
 
