@@ -141,3 +141,23 @@ async def test_without_rbac_for_leases_a_replica_acts_for_every_shard() -> None:
     a = Replica(ForbiddenLeases(), "a", [100.0])
     await a.manager.round()
     assert a.gained == set(range(16))
+
+
+async def test_shards_whose_gain_failed_are_gained_again_next_round() -> None:
+    leases, clock = MemoryLeases(), [100.0]
+    a = Replica(leases, "a", clock)
+    calls: list[set[int]] = []
+
+    async def broker_down_once(shards: set[int]) -> None:
+        calls.append(set(shards))
+        if len(calls) == 1:
+            raise RuntimeError("Connection was not opened")
+        a.gained |= shards
+
+    a.manager.on_gained = broker_down_once
+    await a.manager.round()  # the Leases are taken, acting for the shards is not
+    assert a.manager.owned == {} and a.gained == set()
+    clock[0] += 5
+    await a.manager.round()
+    assert calls == [set(range(16)), set(range(16))]
+    assert a.gained == set(range(16)) == set(a.manager.owned)

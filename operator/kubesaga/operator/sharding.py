@@ -155,8 +155,20 @@ class ShardManager:
         if gained:
             self.metrics.shard_rebalances.labels(change="gained").inc(len(gained))
             log.info("shards gained: %s (share %d)", sorted(gained), todo.share)
-            await self.on_gained(gained)
+            await self._gain(gained)
         await self._collect_stale_members(leases, now)
+
+    async def _gain(self, gained: set[int]) -> None:
+        """Act for ``gained``; if that failed part way (the broker was down while its results
+        queues were subscribed), they are not acted for: forget them, so the next round, which
+        still finds their Leases ours, gains them again. Kept, a shard would stay owned with no
+        consumer of its results queue and its sagas would wait for ever."""
+        try:
+            await self.on_gained(gained)
+        except BaseException:
+            for shard in gained:
+                self.owned.pop(shard, None)
+            raise
 
     async def _hold(self, shards: tuple[int, ...], leases: Leases, now: float) -> list[bool]:
         return await asyncio.gather(
@@ -188,7 +200,7 @@ class ShardManager:
                 self.store.namespace,
                 error.reason,
             )
-            await self.on_gained(gained)
+            await self._gain(gained)
 
     async def _expire_unrenewed(self) -> None:
         """Lose the shards whose Lease could not be renewed for a whole lease duration."""
