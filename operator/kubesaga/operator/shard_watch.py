@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client
 
@@ -30,7 +30,7 @@ from kubesaga.operator.metrics import Metrics
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.operator.scope import watches
 from kubesaga.operator.shards import selector
-from kubesaga.store import SagaObject, SagaStore
+from kubesaga.store import SagaObject
 from kubesaga.store.watch_rules import reconnect_backoff
 from kubesaga.store.watching import follow
 
@@ -51,13 +51,21 @@ def watch_targets(patterns: Sequence[str]) -> list[str | None]:
     return list(dict.fromkeys(patterns))
 
 
+class Labels(Protocol):
+    """What relabelling needs of the store (``SagaStore.merge_labels``)."""
+
+    async def merge_labels(
+        self, namespace: str, name: str, labels: Mapping[str, str], uid: str | None = None
+    ) -> SagaObject: ...
+
+
 class ShardWatches:
     """The watches of the owned shards, and which sagas they delivered (forgotten on loss)."""
 
     def __init__(
         self,
         api: client.ApiClient,
-        store: SagaStore,
+        store: Labels,
         orchestrator: Orchestrator,
         shards: int,
         shard_of: Callable[[Key], int],
@@ -65,7 +73,7 @@ class ShardWatches:
         metrics: Metrics,
         idle_timeout: float,
     ) -> None:
-        self.objects = client.CustomObjectsApi(api)
+        self.api = api
         self.store = store
         self.orchestrator = orchestrator
         self.shards = shards
@@ -102,10 +110,11 @@ class ShardWatches:
         await self.stop(set(self._watches))
 
     async def _follow(self, shard: int, namespace: str | None) -> None:
+        objects = client.CustomObjectsApi(self.api)
         args: tuple[Any, ...] = (
-            (self.objects.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL)
+            (objects.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL)
             if namespace is not None
-            else (self.objects.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL)
+            else (objects.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL)
         )
         failures = 0
         while True:
