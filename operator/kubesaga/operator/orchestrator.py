@@ -74,7 +74,7 @@ class Orchestrator:
         """Whether this replica owns the shard of the saga with this key (``sharding.py``)."""
         self.tasks = TaskSet()
         self.timers = Timers(self.clock, self._wake)
-        self.mailboxes = Mailboxes(self._process, self._retry_soon, self.tasks)
+        self.mailboxes = Mailboxes(self._process, self._failed, self.tasks)
         self.outbox = Outbox(
             broker,
             self.metrics,
@@ -247,6 +247,13 @@ class Orchestrator:
             self.timers.arm(key, next_look.wake_at)
         else:
             self.timers.cancel(key)
+
+    def _failed(self, key: Key) -> None:
+        """Processing raised, maybe after the apiserver applied our write (a timeout while its
+        answer was on the way): its commands may be recorded and unpublished. Look again soon,
+        as on a first decision, which re-publishes what is in flight (same dispatch ids)."""
+        self.outbox.forget(key)
+        self._retry_soon(key)
 
     def _retry_soon(self, key: Key) -> None:
         self.timers.arm(key, self.clock.monotonic() + REPUBLISH_RETRY_SECONDS)
