@@ -29,7 +29,7 @@ from kubesaga.operator.shards import SHARD_LEASE, fair_shares
 from kubesaga.settings import Settings
 from kubesaga.store import watching
 from tests.chaos.procs import Proc, operator_proc, scrape
-from tests.integration.harness import free_port, worker_task
+from tests.integration.harness import free_port, operator_task, worker_task
 from tests.integration.scripted import Ledger, scripted_worker, step
 
 pytestmark = pytest.mark.usefixtures("saga_crd")
@@ -448,3 +448,17 @@ async def test_a_label_move_of_an_in_flight_saga_keeps_its_timers(
         assert ledger.attempts(saga.name, "a") == [1, 2], saga.name
         labels = await labels_of(api_client, namespace, saga.name)
         assert labels.get(SHARD_KEY_LABEL) == moves[saga.name]
+
+
+async def test_a_namespace_pattern_watches_the_shards_cluster_wide(
+    shard_settings: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
+) -> None:
+    """A glob cannot be a request: the shard watches list every namespace and keep the ones the
+    pattern accepts. Labelled sagas reach no other watch, so finishing proves it works."""
+    settings = shard_settings.model_copy(update={"namespaces": [f"{namespace}*"]})
+    names = [f"glob-{i}" for i in range(5)]
+    worker, ledger = scripted_worker(prefix)
+    async with operator_task(settings), worker_task(worker, settings):
+        await start_sagas(saga_client, prefix, names)
+        await all_completed(saga_client, names)
+    each_step_dispatched_once(ledger, names)
