@@ -106,9 +106,10 @@ class Settings(BaseSettings):
     )
     """Seconds from SIGTERM to the operator's forced exit (keep it below the pod's
     terminationGracePeriodSeconds); a second signal exits at once."""
-    shards: Annotated[int, Use((OPERATOR,))] = Field(default=16, ge=1, le=1024)
-    """Shards the sagas are split into (a stable hash of the saga's uid). Each operator replica
-    holds a fair share of them by coordination.k8s.io Leases, decides only their sagas and
+    shards: Annotated[int, Use((OPERATOR,))] = Field(default=16, ge=1, le=256)
+    """Shards the sagas are split into: a saga's shard is its kubesaga.io/shard-key label (a
+    stable hash of its namespace and name, 0-255) modulo this. Each operator replica holds a
+    fair share of them by coordination.k8s.io Leases, watches, decides only their sagas and
     consumes only their results queues (<results_queue>.<shard>). Keep it at least the number
     of replicas; every replica of an installation must use the same number."""
     shard_lease_seconds: Annotated[int, Use((OPERATOR,))] = Field(default=15, ge=2, le=3600)

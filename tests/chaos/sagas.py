@@ -20,6 +20,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.models.shard_key import SHARD_KEY_LABEL, SHARD_KEYS, shard_key
 from kubesaga.store import watching
 
 FINAL = ("Completed", "Compensated", "Failed")
@@ -136,7 +137,9 @@ class NamespaceWatch:
 async def patch_labels(
     api: k8s.ApiClient, namespace: str, names: list[str], counts: Counter[str], stop: asyncio.Event
 ) -> None:
-    """Another client touching the Sagas: label patches bump resourceVersion -> 409s."""
+    """Another client touching the Sagas: label patches bump resourceVersion -> 409s; every
+    fifth also moves the saga between the operator's watches (its shard-key label removed, or
+    set to another shard's key, which the operator sets right)."""
     custom: Any = k8s.CustomObjectsApi(api)
     rng = random.Random(7)
     n = 0
@@ -146,6 +149,11 @@ async def patch_labels(
         if not names:
             continue
         n += 1
+        name = rng.choice(names)
+        labels: dict[str, str | None] = {"chaos.kubesaga.io/touched": str(n)}
+        if n % 5 == 0:  # move it between watches: to the catch-all, or mislabelled (set back)
+            wrong = str((shard_key(namespace, name) + 1) % SHARD_KEYS)
+            labels[SHARD_KEY_LABEL] = None if n % 10 else wrong
         try:
             async with asyncio.timeout(10):
                 await custom.patch_namespaced_custom_object(
@@ -153,8 +161,8 @@ async def patch_labels(
                     API_VERSION,
                     namespace,
                     PLURAL,
-                    rng.choice(names),
-                    {"metadata": {"labels": {"chaos.kubesaga.io/touched": str(n)}}},
+                    name,
+                    {"metadata": {"labels": labels}},
                     _content_type="application/merge-patch+json",
                 )
             counts["patches"] += 1

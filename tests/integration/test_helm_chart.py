@@ -49,7 +49,7 @@ EXPECTED_RULES = [
     {
         "apiGroups": ["kubesaga.io"],
         "resources": ["sagas"],
-        "verbs": ["get", "list", "watch", "delete"],
+        "verbs": ["get", "list", "watch", "patch", "delete"],
     },
     {"apiGroups": ["kubesaga.io"], "resources": ["sagas/status"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -70,8 +70,9 @@ LEASE_RULE = {
 
 # (apiGroup, resource, subresource, verb): every call the operator makes, and why.
 OPERATOR_CALLS = [
-    ("kubesaga.io", "sagas", "", "list"),  # kopf.on.event: the watch's initial list
-    ("kubesaga.io", "sagas", "", "watch"),  # kopf.on.event
+    ("kubesaga.io", "sagas", "", "list"),  # shard watches and kopf's catch-all: initial list
+    ("kubesaga.io", "sagas", "", "watch"),  # shard watches and kopf's catch-all
+    ("kubesaga.io", "sagas", "", "patch"),  # a mislabelled saga's shard-key label
     ("kubesaga.io", "sagas", "", "get"),  # re-read after a 409 Conflict
     ("kubesaga.io", "sagas", "", "delete"),  # ttlSecondsAfterFinished
     ("kubesaga.io", "sagas", "status", "update"),  # status replace carrying resourceVersion
@@ -97,7 +98,6 @@ NOT_ALLOWED = [
     ("", "namespaces", "", "list"),
     ("kubesaga.io", "sagas", "", "create"),
     ("kubesaga.io", "sagas", "", "update"),
-    ("kubesaga.io", "sagas", "", "patch"),
     ("kubesaga.io", "sagas", "status", "patch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "", "create"),
     ("coordination.k8s.io", "leases", "", "patch"),

@@ -22,18 +22,21 @@ import pytest_asyncio
 from kubernetes_asyncio import client
 
 from kubesaga import AsyncSagaClient, Saga, SagaPhase
-from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
+from kubesaga.models.shard_key import SHARD_KEY_LABEL, SHARD_KEYS, shard_key
 from kubesaga.operator.leases import LABEL_KIND, LABEL_SET, LABEL_SHARD
 from kubesaga.operator.shards import SHARD_LEASE, fair_shares
 from kubesaga.settings import Settings
 from kubesaga.store import watching
 from tests.chaos.procs import Proc, operator_proc, scrape
-from tests.integration.harness import free_port, worker_task
+from tests.integration.harness import free_port, operator_task, worker_task
 from tests.integration.scripted import Ledger, scripted_worker, step
 
 pytestmark = pytest.mark.usefixtures("saga_crd")
 
 SHARDS = 16
+SHARD_EVENTS = "kubesaga_watch_events_total{watch=shard}"
+CATCHALL_EVENTS = "kubesaga_watch_events_total{watch=catchall}"
 LEASE_S = 8
 RENEW_S = 2.0
 WAIT_S = 90
@@ -195,11 +198,20 @@ async def test_three_replicas_split_the_shards_and_each_decides_only_its_own(
     unowned = await replicas.metric("kubesaga_unowned_decisions_total")
     writes = await replicas.metric("kubesaga_status_writes_total")
     owned = await replicas.metric("kubesaga_shards_owned")
+    received = await replicas.metric(SHARD_EVENTS)
+    caught = await replicas.metric(CATCHALL_EVENTS)
     print(f"\nshards={owned} writes={writes} conflicts={conflicts} unowned={unowned}")
+    print(f"watch events: shard={received} catchall={caught}")
     assert sum(conflicts.values()) / len(names) < 0.05
     assert sum(unowned.values()) == 0  # every saga decided by its shard's owner
     assert all(w > 0 for w in writes.values())  # each replica did a share of the work
     assert sum(writes.values()) == 4 * len(names)  # 3 steps: 4 writes a saga, none doubled
+    for pid, wrote in writes.items():
+        # Each replica received its own sagas' events only: ADDED and one per write of its own
+        # (the last write's may still be on its way). Every saga's, 3x as many, before.
+        own = wrote / 4
+        assert 4 * own <= received[pid] <= 5 * own, (pid, received[pid], wrote)
+    assert sum(caught.values()) == 0  # every saga was labelled by the client: no catch-all
 
 
 async def test_a_killed_replicas_shards_are_taken_over_within_a_lease_and_its_sagas_finish(
@@ -320,3 +332,133 @@ async def test_a_frozen_replica_that_lost_its_leases_corrupts_nothing_when_it_wa
     for saga in sagas:
         assert saga.status is not None
         assert [s.attempt for s in saga.status.steps] == [1, 1, 1], saga.name
+
+
+async def create_raw(
+    api: client.ApiClient, namespace: str, name: str, steps: list[dict[str, Any]], **labels: str
+) -> None:
+    """A Saga as ``kubectl apply`` creates it: the labels given, no shard key unless given."""
+    body = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"steps": steps},
+    }
+    await client.CustomObjectsApi(api).create_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, body
+    )
+
+
+async def labels_of(api: client.ApiClient, namespace: str, name: str) -> dict[str, str]:
+    raw = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, name
+    )
+    return dict(raw["metadata"].get("labels") or {})
+
+
+async def test_unlabelled_sagas_complete_through_the_catch_all_watch(
+    replicas: Replicas,
+    shard_settings: Settings,
+    api_client: client.ApiClient,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    namespace: str,
+) -> None:
+    for _ in range(3):
+        await replicas.add()
+    await shard_holders(api_client, shard_settings, split_fairly(replicas.live_pids()))
+    names = [f"plain-{i}" for i in range(30)]
+    worker, ledger = scripted_worker(prefix)
+    async with worker_task(worker, shard_settings):
+        for name in names:
+            await create_raw(api_client, namespace, name, [step(prefix, s) for s in "abc"])
+        await all_completed(saga_client, names)
+    each_step_dispatched_once(ledger, names)
+    unowned = await replicas.metric("kubesaga_unowned_decisions_total")
+    writes = await replicas.metric("kubesaga_status_writes_total")
+    received = await replicas.metric(SHARD_EVENTS)
+    caught = await replicas.metric(CATCHALL_EVENTS)
+    print(f"\nwrites={writes} watch events: shard={received} catchall={caught}")
+    assert sum(unowned.values()) == 0  # decided by the owner by name only
+    assert sum(writes.values()) == 4 * len(names)
+    assert sum(received.values()) == 0  # no label: no shard watch delivers them
+    assert all(c >= 4 * len(names) for c in caught.values())  # every replica receives them
+
+
+async def test_a_mislabelled_saga_is_relabelled_to_its_owners_watch_and_completes(
+    replicas: Replicas,
+    shard_settings: Settings,
+    api_client: client.ApiClient,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    namespace: str,
+) -> None:
+    for _ in range(3):
+        await replicas.add()
+    await shard_holders(api_client, shard_settings, split_fairly(replicas.live_pids()))
+    names = [f"mislabelled-{i}" for i in range(10)]
+    worker, ledger = scripted_worker(prefix)
+    async with worker_task(worker, shard_settings):
+        for name in names:
+            wrong = (shard_key(namespace, name) + 1) % SHARD_KEYS  # another shard's key
+            labels = {SHARD_KEY_LABEL: str(wrong)}
+            await create_raw(api_client, namespace, name, [step(prefix, "a")], **labels)
+        sagas = await all_completed(saga_client, names)
+    for saga in sagas:
+        labels = await labels_of(api_client, namespace, saga.name)
+        assert labels[SHARD_KEY_LABEL] == str(shard_key(namespace, saga.name)), saga.name
+        assert len(set(ledger.dispatch_ids(saga.name, "a"))) == 1
+    assert sum((await replicas.metric("kubesaga_unowned_decisions_total")).values()) == 0
+
+
+async def test_a_label_move_of_an_in_flight_saga_keeps_its_timers(
+    replicas: Replicas,
+    shard_settings: Settings,
+    api_client: client.ApiClient,
+    saga_client: AsyncSagaClient,
+    prefix: str,
+    namespace: str,
+) -> None:
+    """Its first attempt never answers: only the owner's timeout timer retries it, so a saga
+    dropped on the DELETED of the watch it left would never finish."""
+    for _ in range(3):
+        await replicas.add()
+    await shard_holders(api_client, shard_settings, split_fairly(replicas.live_pids()))
+    hanging = [step(prefix, "a", hang=[1], timeoutSeconds=3, retry={"maxAttempts": 2})]
+    worker, ledger = scripted_worker(prefix)
+    objects: Any = client.CustomObjectsApi(api_client)  # _content_type: not in the stubs
+    async with worker_task(worker, shard_settings):
+        await create_raw(api_client, namespace, "moved-in", hanging)  # catch-all, then a shard
+        await saga_client.start("moved-out", hanging)  # a shard, then the catch-all
+        for name in ("moved-in", "moved-out"):
+            await ledger.wait_for(name, "a")
+        moves = {"moved-in": str(shard_key(namespace, "moved-in")), "moved-out": None}
+        for name, value in moves.items():
+            await objects.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"metadata": {"labels": {SHARD_KEY_LABEL: value}}},
+                _content_type="application/merge-patch+json",
+            )
+        sagas = await all_completed(saga_client, list(moves))
+    for saga in sagas:
+        assert ledger.attempts(saga.name, "a") == [1, 2], saga.name
+        labels = await labels_of(api_client, namespace, saga.name)
+        assert labels.get(SHARD_KEY_LABEL) == moves[saga.name]
+
+
+async def test_a_namespace_pattern_watches_the_shards_cluster_wide(
+    shard_settings: Settings, saga_client: AsyncSagaClient, prefix: str, namespace: str
+) -> None:
+    """A glob cannot be a request: the shard watches list every namespace and keep the ones the
+    pattern accepts. Labelled sagas reach no other watch, so finishing proves it works."""
+    settings = shard_settings.model_copy(update={"namespaces": [f"{namespace}*"]})
+    names = [f"glob-{i}" for i in range(5)]
+    worker, ledger = scripted_worker(prefix)
+    async with operator_task(settings), worker_task(worker, settings):
+        await start_sagas(saga_client, prefix, names)
+        await all_completed(saga_client, names)
+    each_step_dispatched_once(ledger, names)

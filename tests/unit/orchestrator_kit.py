@@ -194,7 +194,7 @@ def deliver(stream: list[tuple[str, SagaObject]], orchestrator: Orchestrator) ->
     count = len(stream)
     for kind, obj in stream:
         if kind == "DELETED":
-            orchestrator.forget(obj.key)
+            orchestrator.vanished(obj)
         else:
             orchestrator.observe(obj)
     stream.clear()

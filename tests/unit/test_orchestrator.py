@@ -94,6 +94,27 @@ async def test_a_publish_that_failed_after_the_write_is_sent_again_within_second
     assert rig.broker.dispatch_ids() == [recorded]
 
 
+async def test_a_write_whose_answer_timed_out_after_it_was_applied_publishes_within_seconds() -> (
+    None
+):
+    """The apiserver applied the status write (its dispatch recorded) but the answer never came:
+    the command was never published, and not after ``redeliver_after`` only (a bench run at
+    0.05 core left 16 of 150 sagas waiting so, their writes timed out on connect)."""
+    rig = Rig(redeliver_after=300)
+    replace = rig.store.replace_status
+
+    async def applied_then_timed_out(saga: Any, status: Mapping[str, Any]) -> Any:
+        rig.store.replace_status = replace  # type: ignore[method-assign]
+        await replace(saga, status)
+        raise TimeoutError
+
+    rig.store.replace_status = applied_then_timed_out  # type: ignore[method-assign]
+    rig.store.create("s", spec("a"))
+    await rig.advance(2)  # the write's own watch event, or the retry after the error
+    recorded = rig.store.status("s")["steps"][0]["dispatchId"]
+    assert rig.broker.dispatch_ids() == [recorded]
+
+
 async def test_an_unanswered_command_is_published_again_after_redeliver_after() -> None:
     rig = Rig(redeliver_after=30)
     await started(rig, "s", spec("a"))

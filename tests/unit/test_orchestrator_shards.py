@@ -9,8 +9,10 @@ from tests.unit.orchestrator_kit import NS, Rig, phase, spec, succeeded
 
 
 def sharded(rig: Rig, owned: set[str]) -> Orchestrator:
-    """An orchestrator on the rig that owns the sagas whose uid is in ``owned``."""
-    orchestrator = Orchestrator(rig.store, rig.broker, clock=rig.clock, owns=lambda u: u in owned)
+    """An orchestrator on the rig that owns the sagas whose name is in ``owned``."""
+    orchestrator = Orchestrator(
+        rig.store, rig.broker, clock=rig.clock, owns=lambda key: key[1] in owned
+    )
     rig.orchestrators.append(orchestrator)
     rig.streams.append(rig.store.watch())
     return orchestrator
@@ -36,8 +38,8 @@ async def test_a_gained_shard_s_sagas_are_decided_and_their_in_flight_commands_r
     newcomer.observe(await rig.store.get(NS, "s"))  # its watch's initial list
     await rig.settle()
     assert len(rig.broker.published) == 1  # not its shard: nothing re-published
-    owned.add(first.saga.uid)
-    newcomer.take_over(newcomer.cache.keys(lambda uid: uid in owned))
+    owned.add(first.saga.name)
+    newcomer.take_over(newcomer.cache.keys(lambda key: key[1] in owned))
     await rig.settle()
     assert [c.dispatch_id for c in rig.broker.published] == [first.dispatch_id] * 2
 
@@ -46,8 +48,8 @@ async def test_a_lost_shard_s_sagas_get_no_more_timers_here() -> None:
     rig = Rig(replicas=0)
     owned: set[str] = set()
     replica = sharded(rig, owned)
-    created = rig.store.create("s", spec("a"))
-    owned.add(created.uid)
+    rig.store.create("s", spec("a"))
+    owned.add("s")
     await rig.settle()
     assert rig.clock.pending()  # the redelivery timer of the dispatched command
     replica.let_go([(NS, "s")])

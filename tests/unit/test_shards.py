@@ -3,12 +3,12 @@ the Leases it read (``kubesaga.operator.shards``). No cluster: Leases are plain 
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubesaga.models.shard_key import shard_key
 from kubesaga.operator.shards import (
     LeaseState,
     fair_shares,
@@ -30,19 +30,17 @@ def members(*names: str) -> dict[str, LeaseState]:
     return {name: held(name) for name in names}
 
 
-def test_a_sagas_shard_is_a_stable_hash_of_its_uid_not_pythons_hash() -> None:
+def test_a_sagas_shard_is_its_name_keys_stable_hash_not_pythons_hash() -> None:
     # Pinned values: a process with another PYTHONHASHSEED (or another Python) must agree.
-    assert shard_of("3f0c2a8e-1111-4b9a-9c1e-000000000001", 16) == shard_of(
-        "3f0c2a8e-1111-4b9a-9c1e-000000000001", 16
-    )
-    assert [shard_of(f"uid-{i}", 16) for i in range(6)] == [
-        shard_of(f"uid-{i}", 16) for i in range(6)
-    ]
-    assert shard_of("a", 16) == 0xCA978112CA1BBDCA % 16  # sha256("a"), first 8 bytes
+    key = 0x9EFB36117D50566E % 256  # sha256("default/a"), first 8 bytes
+    assert shard_key("default", "a") == key
+    assert shard_of("default", "a", 16) == key % 16
+    assert shard_of("default", "a", 1) == 0
+    assert shard_of("default", "a", 256) == key
 
 
-def test_uids_spread_over_every_shard() -> None:
-    counts = Counter(shard_of(str(uuid.UUID(int=i * 7919 + 1)), 16) for i in range(4000))
+def test_names_spread_over_every_shard() -> None:
+    counts = Counter(shard_of("shop", f"order-{i}", 16) for i in range(4000))
     assert set(counts) == set(range(16))
     assert min(counts.values()) > 4000 / 16 * 0.7
 

@@ -29,6 +29,7 @@ from kubesaga.models import (
     StepSpec,
     limits,
 )
+from kubesaga.models.shard_key import with_shard_key
 
 APIVERSION = f"{API_GROUP}/{API_VERSION}"
 FINAL_PHASES = tuple(phase for phase in SagaPhase if phase.is_final)
@@ -91,11 +92,15 @@ def _plain(message: str) -> str:
 def saga_body(
     namespace: str, name: str, spec: SagaSpec, labels: Mapping[str, str] | None
 ) -> dict[str, Any]:
-    """The Saga object to create."""
+    """The Saga object to create, with its shard-key label (the user's labels kept)."""
     return {
         "apiVersion": APIVERSION,
         "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": with_shard_key(namespace, name, labels),
+        },
         "spec": spec.to_wire(),
     }
 

@@ -26,6 +26,7 @@ from kubesaga.demo.examples import DemoError, Example
 from kubesaga.demo.processes import Child
 from kubesaga.demo.view import Board, Tracked, summary_notes, summary_table
 from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
+from kubesaga.models.shard_key import with_shard_key
 from kubesaga.store import SagaObject
 from kubesaga.store.watching import watch_until
 
@@ -101,7 +102,11 @@ async def _create_sagas(run: Run, api: client.ApiClient, examples: list[Example]
             "metadata": {
                 "name": name,
                 "namespace": run.options.namespace,
-                "labels": {RUN_LABEL: run.run_id, EXAMPLE_LABEL: example.key},
+                "labels": with_shard_key(
+                    run.options.namespace,
+                    name,
+                    {RUN_LABEL: run.run_id, EXAMPLE_LABEL: example.key},
+                ),
             },
             "spec": example.spec.to_wire(),
         }

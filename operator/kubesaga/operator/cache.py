@@ -150,9 +150,9 @@ class SagaCache:
         self._records.pop(key, None)
         self._views.pop(key, None)
 
-    def keys(self, uid_matches: Callable[[str], bool]) -> list[Key]:
-        """The sagas whose uid matches (the sagas of some shards)."""
-        return [key for key, record in self._records.items() if uid_matches(record.uid)]
+    def keys(self, matches: Callable[[Key], bool]) -> list[Key]:
+        """The sagas whose key matches (the sagas of some shards)."""
+        return [key for key in self._records if matches(key)]
 
     def phases(self) -> list[str]:
         """Phase of every known saga, for the ``kubesaga_sagas`` gauge."""

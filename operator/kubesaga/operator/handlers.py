@@ -1,4 +1,9 @@
-"""kopf wiring: watch Sagas and hand every event to the orchestrator. Nothing else.
+"""kopf wiring: watch the Sagas no shard watch covers and hand their events to the orchestrator.
+
+Sagas carrying a valid ``kubesaga.io/shard-key`` label reach only their owner, through its shard
+watches (``shard_watch.py``); kopf's watch is filtered by the apiserver to the rest (created by
+plain ``kubectl``, or with an invalid label), which every replica receives and only the owner
+by name decides.
 
 ``kopf.on.event`` is used instead of create/update handlers on purpose: those persist kopf's own
 progress on the object (extra writes per change), while our state already lives in status.
@@ -14,6 +19,7 @@ import kopf
 from kubesaga.models import API_GROUP, API_VERSION, PLURAL
 from kubesaga.operator.login import connection_info
 from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.operator.shards import CATCHALL_SELECTOR
 from kubesaga.store import SagaObject
 
 
@@ -70,17 +76,22 @@ def build_registry(
         # Watching named namespaces needs no cluster-scope scans of CRDs and namespaces, so the
         # namespaced RBAC can stay Role-only (the Helm chart relies on this).
         settings.scanning.disabled = namespaced
+        # Only the sagas no shard watch covers (shard_watch.py): unlabelled or mislabelled.
+        settings.watching.label_selectors[API_GROUP, PLURAL] = CATCHALL_SELECTOR
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
         return await connection_info(kubeconfig)
 
+    caught = orchestrator.metrics.watch_events.labels(watch="catchall").inc
+
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def on_event(event: kopf.RawEvent, **_: Any) -> None:
         raw = event["object"]
         saga = SagaObject(raw)
+        caught()
         if event["type"] == "DELETED":
-            orchestrator.forget(saga.key)
+            orchestrator.vanished(saga)  # a label added moves it to a shard watch
         else:
             orchestrator.observe(saga)
 

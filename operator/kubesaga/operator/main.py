@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import kopf
+from kubernetes_asyncio.client import ApiClient
 
 from kubesaga.broker import Broker, BrokerSettings
 from kubesaga.health import Health, serve
@@ -23,6 +24,7 @@ from kubesaga.operator.metrics import Metrics, metrics_route
 from kubesaga.operator.orchestrator import Orchestrator
 from kubesaga.operator.probes import operator_health
 from kubesaga.operator.scope import only_watched
+from kubesaga.operator.shard_watch import ShardWatches
 from kubesaga.operator.shard_work import ShardedPublisher, ShardRouter, ShardWork
 from kubesaga.operator.sharding import ShardManager
 from kubesaga.settings import Settings
@@ -45,6 +47,8 @@ async def run_operator(
     api = await make_api_client(settings.kubeconfig, settings.kube_request_timeout_seconds)
     orchestrator: Orchestrator | None = None
     manager: ShardManager | None = None
+    work: ShardWork | None = None
+    watch_api: ApiClient | None = None
     events = EventPoster(api, settings.events)
     metrics_runner = None
     health: Health | None = None
@@ -69,8 +73,9 @@ async def run_operator(
             lambda: manager.owned if manager is not None else (),
             lambda result: on_result(result),
         )
+        store = SagaStore(api)
         orchestrator = Orchestrator(
-            SagaStore(api),
+            store,
             ShardedPublisher(broker, router),
             metrics=metrics,
             events=events,
@@ -79,6 +84,19 @@ async def run_operator(
             owns=work.owns,
         )
         work.orchestrator = orchestrator
+        watch_api = await make_api_client(  # watches hold a connection each: their own pool
+            settings.kubeconfig, settings.kube_request_timeout_seconds
+        )
+        work.watches = ShardWatches(
+            watch_api,
+            store,
+            orchestrator,
+            settings.shards,
+            router.of,
+            settings.namespaces,
+            metrics,
+            settings.kube_watch_idle_seconds,
+        )
         on_result = only_watched(orchestrator.on_result, settings.namespaces, rejected)
         health = operator_health(api, broker, ready_flag)
         health.start()
@@ -128,6 +146,10 @@ async def run_operator(
             announce.cancel()
         if manager is not None:
             await manager.close()
+        if work is not None and work.watches is not None:
+            await work.watches.close()
+        if watch_api is not None:
+            await watch_api.close()
         if orchestrator is not None:
             await orchestrator.close()
             await broker.close()

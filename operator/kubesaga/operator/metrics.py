@@ -107,6 +107,14 @@ class Metrics:
             "found taken by another replica on renewal.",
             registry=self.registry,
         )
+        self.watch_events = Counter(
+            "kubesaga_watch_events",
+            "Saga watch events received, by watch: shard (the owned shards' watches, filtered "
+            "by the apiserver on the kubesaga.io/shard-key label) or catchall (kopf's watch of "
+            "the sagas without a valid label, received by every replica).",
+            ["watch"],
+            registry=self.registry,
+        )
         self.unowned_decisions = Counter(
             "kubesaga_unowned_decisions",
             "Sagas decided although another replica owns their shard: results that arrived on "

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from kubesaga.broker import Outcome
 from kubesaga.engine import Decision, Event, Reconcile, ResultReceived, Verdict, decide_all
 from kubesaga.models import Result
-from kubesaga.operator.cache import Key, SagaCache
+from kubesaga.operator.cache import FINAL_PHASES, Key, SagaCache
 from kubesaga.operator.clock import Clock, SystemClock
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.mailbox import Mailboxes
@@ -24,6 +24,7 @@ from kubesaga.operator.metrics import Metrics
 from kubesaga.operator.outbox import Outbox
 from kubesaga.operator.ports import Publisher, Sagas
 from kubesaga.operator.reporting import log_transitions, outcome, record
+from kubesaga.operator.shards import OnDeleted, on_deleted
 from kubesaga.operator.tasks import TaskSet
 from kubesaga.operator.timers import Timers, plan
 from kubesaga.operator.ttl import TTL_RETRY_SECONDS, delete_expired
@@ -59,7 +60,7 @@ class Orchestrator:
         cache: SagaCache | None = None,
         rand: Callable[[], float] = random.random,
         token: Callable[[], str] = lambda: secrets.token_hex(6),
-        owns: Callable[[str], bool] = lambda uid: True,
+        owns: Callable[[Key], bool] = lambda key: True,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -70,10 +71,10 @@ class Orchestrator:
         self.rand = rand
         self.token = token
         self.owns = owns
-        """Whether this replica owns the shard of the saga with this uid (``sharding.py``)."""
+        """Whether this replica owns the shard of the saga with this key (``sharding.py``)."""
         self.tasks = TaskSet()
         self.timers = Timers(self.clock, self._wake)
-        self.mailboxes = Mailboxes(self._process, self._retry_soon, self.tasks)
+        self.mailboxes = Mailboxes(self._process, self._failed, self.tasks)
         self.outbox = Outbox(
             broker,
             self.metrics,
@@ -86,15 +87,39 @@ class Orchestrator:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def observe(self, obj: SagaObject) -> None:
+    def observe(self, obj: SagaObject, keep_unowned: bool = True) -> bool:
         """A watch event: keep the newest copy and look at the saga again if it is ours.
 
-        Copies of other shards' sagas are kept too, for the moment their shard is gained."""
-        if self.cache.offer(obj) and self.owns(obj.uid):
+        Copies of other shards' sagas are kept if ``keep_unowned`` (the catch-all watch's
+        sagas, for the moment their shard is gained; a shard watch's are listed again then).
+        Returns whether the saga is ours."""
+        owned = self.owns(obj.key)
+        if not owned and not keep_unowned:
+            return False
+        if self.cache.offer(obj) and owned:
             self.mailboxes.put(obj.key, Reconcile())
+        return owned
+
+    def vanished(self, obj: SagaObject) -> None:
+        """A DELETED event: the saga was deleted, or it moved to another watch (a label added
+        or changed). An owned saga in flight is confirmed with a GET before it is dropped."""
+        record = self.cache.record(obj.key)
+        phase = record.phase if record is not None else _phase(obj)
+        if on_deleted(self.owns(obj.key), phase in FINAL_PHASES) is OnDeleted.FORGET:
+            self.forget(obj.key)
+        else:
+            self.tasks.spawn(self._confirm(obj.key), name=f"confirm {obj.namespace}/{obj.name}")
+
+    async def _confirm(self, key: Key) -> None:
+        try:
+            obj = await self.store.get(*key)
+        except NotFound:
+            self.forget(key)
+            return
+        self.observe(obj)
 
     def forget(self, key: Key) -> None:
-        """The saga was deleted."""
+        """The saga was deleted, or no watch of this replica follows it any more."""
         self.cache.forget(key)
         self.outbox.forget(key)
         self.timers.cancel(key)
@@ -134,7 +159,7 @@ class Orchestrator:
         for _ in range(MAX_CONFLICT_RETRIES):
             if obj is None:
                 return [outcome(self.metrics, event, None, key) for event in events]
-            if not self.owns(obj.uid):
+            if not self.owns(key):
                 self.metrics.unowned_decisions.inc()
             decision = self._decide(obj, events)
             self.outbox.decided(key, decision)
@@ -223,6 +248,13 @@ class Orchestrator:
         else:
             self.timers.cancel(key)
 
+    def _failed(self, key: Key) -> None:
+        """Processing raised, maybe after the apiserver applied our write (a timeout while its
+        answer was on the way): its commands may be recorded and unpublished. Look again soon,
+        as on a first decision, which re-publishes what is in flight (same dispatch ids)."""
+        self.outbox.forget(key)
+        self._retry_soon(key)
+
     def _retry_soon(self, key: Key) -> None:
         self.timers.arm(key, self.clock.monotonic() + REPUBLISH_RETRY_SECONDS)
 
@@ -230,5 +262,10 @@ class Orchestrator:
         """A timer fired: look again. The engine decides first (an attempt may have timed out);
         after it, the outbox re-publishes what is still unanswered and due."""
         obj = self.cache.get(key)
-        if obj is None or self.owns(obj.uid):
+        if obj is None or self.owns(key):
             self.mailboxes.put(key, Reconcile())
+
+
+def _phase(obj: SagaObject) -> str:
+    status = obj.status if isinstance(obj.status, dict) else {}
+    return str(status.get("phase") or "Pending")

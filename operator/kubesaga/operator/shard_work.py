@@ -1,10 +1,12 @@
 """What owning a shard means for this replica: its sagas, its results queue, its reply_to.
 
 The shard manager (``sharding.py``) says which shards were gained and lost; this module acts on
-it. Gaining a shard: consume its results queue and take over its sagas (the resume path:
-re-publish what they have in flight). Losing one: stop consuming its queue (unacked results go
-back to it, for the next owner) and let go of its sagas. Commands name their shard's results
-queue in ``reply_to``, so a result reaches the replica that owns its saga.
+it. Gaining a shard: consume its results queue, watch its sagas (``shard_watch.py``: the listing
+is the resume path, re-publishing what they have in flight) and take over the ones the
+catch-all watch delivered. Losing one: stop consuming its queue (unacked results go back to it,
+for the next owner), stop its watch and forget the sagas it delivered, and let go of the others.
+Commands name their shard's results queue in ``reply_to``, so a result reaches the replica that
+owns its saga.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 from kubesaga.broker import Broker, Outcome
 from kubesaga.broker.consumer import Subscription
 from kubesaga.models import Command, Result
+from kubesaga.operator.cache import Key
 from kubesaga.operator.orchestrator import Orchestrator
+from kubesaga.operator.shard_watch import ShardWatches
 from kubesaga.operator.shards import shard_of, shard_queue
 
 log = logging.getLogger("kubesaga.operator.shards")
@@ -30,13 +34,14 @@ back (their writes are conditional, so finishing is safe; it saves the next owne
 
 
 class ShardRouter:
-    """The shard of a saga, and the results queue its commands name in ``reply_to``."""
+    """The shard of a saga (by its namespace and name), and the results queue its commands
+    name in ``reply_to``."""
 
     def __init__(self, shards: int, results_queue: str) -> None:
         self.shards = shards
         self.results_queue = results_queue
-        self.of: Callable[[str], int] = lru_cache(maxsize=1 << 16)(
-            lambda uid: shard_of(uid, shards)
+        self.of: Callable[[Key], int] = lru_cache(maxsize=1 << 16)(
+            lambda key: shard_of(key[0], key[1], shards)
         )
 
     def queue(self, shard: int) -> str:
@@ -54,7 +59,8 @@ class ShardedPublisher:
         self.router = router
 
     async def publish_command(self, command: Command) -> None:
-        reply_to = self.router.queue(self.router.of(command.saga.uid))
+        saga = command.saga
+        reply_to = self.router.queue(self.router.of((saga.namespace, saga.name)))
         await self.broker.publish_command(command, reply_to=reply_to)
 
 
@@ -77,6 +83,7 @@ class ShardWork:
         self.owned = owned
         self.on_result = on_result
         self.orchestrator: Orchestrator | None = None
+        self.watches: ShardWatches | None = None
         self.prefetch = max(1, math.ceil(broker.settings.prefetch / router.shards))
         """Per shard queue: the operator's prefetch split over the shards, so a replica that
         owns every shard takes as many results at once as one unsharded operator did (16
@@ -84,8 +91,8 @@ class ShardWork:
         were late)."""
         self._subscriptions: dict[int, Subscription[Any]] = {}
 
-    def owns(self, uid: str) -> bool:
-        return self.router.of(uid) in self.owned()
+    def owns(self, key: Key) -> bool:
+        return self.router.of(key) in self.owned()
 
     async def gained(self, shards: set[int]) -> None:
         for shard in sorted(shards):
@@ -93,8 +100,11 @@ class ShardWork:
                 self._subscriptions[shard] = await self.broker.consume_results(
                     self.on_result, shard_queue=self.router.queue(shard), prefetch=self.prefetch
                 )
-        if self.orchestrator is not None:
-            keys = self.orchestrator.cache.keys(lambda uid: self.router.of(uid) in shards)
+        if self.watches is not None:
+            for shard in sorted(shards):
+                self.watches.start(shard)
+        if self.orchestrator is not None:  # the catch-all watch's (a shard watch's: listed)
+            keys = self.orchestrator.cache.keys(lambda k: self.router.of(k) in shards)
             self.orchestrator.take_over(keys)
 
     async def lost(self, shards: set[int]) -> None:
@@ -102,6 +112,9 @@ class ShardWork:
         await asyncio.gather(  # at once: on shutdown every shard is lost together
             *(self.broker.unsubscribe(sub, UNSUBSCRIBE_GRACE_SECONDS) for sub in stopping)
         )
+        watched = await self.watches.stop(shards) if self.watches is not None else []
         if self.orchestrator is not None:
-            keys = self.orchestrator.cache.keys(lambda uid: self.router.of(uid) in shards)
+            for key in watched:
+                self.orchestrator.forget(key)
+            keys = self.orchestrator.cache.keys(lambda k: self.router.of(k) in shards)
             self.orchestrator.let_go(keys)

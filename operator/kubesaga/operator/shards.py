@@ -1,7 +1,8 @@
 """Which shards this replica should hold: the deterministic part of sharding, without I/O.
 
-Operator replicas share the sagas by shard. A saga's shard is a stable hash of its uid (the same
-in every process and Python version, unlike ``hash()``); each shard has a
+Operator replicas share the sagas by shard. A saga's shard is its shard key (a stable hash of its
+namespace and name, ``kubesaga.models.shard_key``, carried as a label) modulo the number of
+shards; each replica watches only its shards' keys (``selector``), and each shard has a
 ``coordination.k8s.io/v1`` Lease, and each replica keeps a member Lease so every replica sees
 how many are alive. From the Leases it read and the time, ``plan`` says which shards to renew,
 which free or expired ones to acquire and which extras to hand back: everything the I/O loop
@@ -16,15 +17,56 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
+
+from kubesaga.models.shard_key import SHARD_KEY_LABEL, SHARD_KEYS, labelled_key, shard_key
 
 SHARD_LEASE = "shard"
 MEMBER_LEASE = "member"
 
 
-def shard_of(uid: str, shards: int) -> int:
-    """The shard of the saga with this uid, in ``range(shards)``: the same in every process."""
-    digest = hashlib.sha256(uid.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shards
+def shard_of(namespace: str, name: str, shards: int) -> int:
+    """The shard of the saga ``namespace/name``, in ``range(shards)``: the same in every process,
+    for every incarnation of the name (a name reused maps to the same shard)."""
+    return shard_key(namespace, name) % shards
+
+
+def shard_keys(shard: int, shards: int) -> list[int]:
+    """The shard keys of one shard: ``shard, shard + shards, …`` below ``SHARD_KEYS``."""
+    return list(range(shard, SHARD_KEYS, shards))
+
+
+def selector(shard: int, shards: int) -> str:
+    """The label selector of one shard's watch: its sagas whose label is one of its keys."""
+    return f"{SHARD_KEY_LABEL} in ({','.join(map(str, shard_keys(shard, shards)))})"
+
+
+CATCHALL_SELECTOR = f"{SHARD_KEY_LABEL} notin ({','.join(map(str, range(SHARD_KEYS)))})"
+"""The sagas no shard watch covers: without the label (``notin`` matches those) or with a value
+that is not a key. kopf's watch uses it, so every replica receives only these."""
+
+
+def watched_by_shard(labels: Mapping[str, str] | None, shards: int) -> int | None:
+    """The shard whose watch delivers a saga with these labels; None: the catch-all's."""
+    key = labelled_key(labels)
+    return None if key is None else key % shards
+
+
+class OnDeleted(Enum):
+    """What a DELETED event from a watch means for the saga it names."""
+
+    FORGET = "forget"
+    CONFIRM = "confirm"
+    """GET it first: 404, forget it; found, observe it (it moved to another watch)."""
+
+
+def on_deleted(owned: bool, finished: bool) -> OnDeleted:
+    """A DELETED event is also what a watch sends when an object stops matching its selector
+    (a label added or changed), with the *old* object, in no order with the ADDED of the watch
+    it moved to. An owned saga still in flight must not be dropped on that: confirm with a GET.
+    Anything else is forgotten at once (cheap on bulk deletes of finished sagas; an unowned saga
+    is the owner's to keep)."""
+    return OnDeleted.CONFIRM if owned and not finished else OnDeleted.FORGET
 
 
 def shard_queue(results_queue: str, shard: int) -> str:

@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
+from kubesaga.models.shard_key import with_shard_key
 
 APIVERSION = f"{API_GROUP}/{API_VERSION}"
 
@@ -133,7 +134,11 @@ class SagaStore:
         body = {
             "apiVersion": APIVERSION,
             "kind": KIND,
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": with_shard_key(namespace, name, labels),
+            },
             "spec": dict(spec),
         }
         try:
@@ -154,6 +159,28 @@ class SagaStore:
                 PLURAL,
                 name,
                 {"spec": dict(patch)},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            raise _wrap(error) from error
+        return SagaObject(raw)
+
+    async def merge_labels(
+        self, namespace: str, name: str, labels: Mapping[str, str], uid: str | None = None
+    ) -> SagaObject:
+        """Set ``labels`` (a metadata merge patch); with ``uid``, only on that incarnation."""
+        metadata: dict[str, Any] = {"labels": dict(labels)}
+        if uid:
+            metadata["uid"] = uid  # a precondition: 409 for a newer saga of the same name
+        try:
+            api: Any = self.api
+            raw = await api.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"metadata": metadata},
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
