@@ -5,6 +5,7 @@ orchestrator_kit); tests/integration/test_shards.py runs replicas on the platfor
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -249,3 +250,24 @@ async def test_a_shard_watch_keeps_only_owned_sagas_and_forgets_them_when_the_sh
         )
         assert events == 2
         await orchestrator.close()
+
+
+def test_failing_shard_watches_say_what_is_wrong_once_not_per_shard_and_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from kubesaga.operator.shard_watch import REPEAT_SECONDS, Trouble
+
+    now = [0.0]
+    trouble = Trouble(clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="kubesaga.operator.shards"):
+        for _ in range(16 * 3):  # 16 shards, three retries each
+            trouble.report(ApiException(status=404, reason="Not Found"))
+        trouble.report(ApiException(status=403, reason="Forbidden"))
+        now[0] += REPEAT_SECONDS
+        trouble.report(ApiException(status=403, reason="Forbidden"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "the Saga CRD is not installed" in lines[0] and "kubectl apply" in lines[0]
+    assert "grant list and watch on sagas.kubesaga.io" in lines[1] == lines[2]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +38,43 @@ from kubesaga.store.watching import follow
 log = logging.getLogger("kubesaga.operator.shards")
 
 GLOB = frozenset("*?[!")
+REPEAT_SECONDS = 60.0
+"""The same trouble with the shard watches is logged again after this long, not on each retry."""
+
+
+def describe(error: BaseException) -> str:
+    """What a failed shard watch tells the person reading the log: the cause, and what to do."""
+    status = getattr(error, "status", None)
+    if status == 404:
+        return (
+            "the Saga CRD is not installed (404 listing sagas): "
+            "kubesaga crd | kubectl apply --server-side -f -"
+        )
+    if status == 403:
+        return (
+            f"listing sagas is forbidden (403 {getattr(error, 'reason', '')}): "
+            "grant list and watch on sagas.kubesaga.io"
+        )
+    if status is not None:
+        return f"the apiserver answered {status} {getattr(error, 'reason', '')}"
+    return repr(error)
+
+
+class Trouble:
+    """Says what is wrong with the shard watches once, not once per shard and retry: 16
+    watches failing on a missing CRD logged 16 lines every few seconds, each an empty
+    ``ApiException()``."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last: tuple[str, float] | None = None
+
+    def report(self, error: BaseException) -> None:
+        text, now = describe(error), self.clock()
+        if self.last is not None and self.last[0] == text and now - self.last[1] < REPEAT_SECONDS:
+            return
+        self.last = (text, now)
+        log.warning("shard watches: %s; watching again", text)
 
 
 def watch_targets(patterns: Sequence[str]) -> list[str | None]:
@@ -87,6 +125,7 @@ class ShardWatches:
         watch of this replica updates them any more."""
         self._watches: dict[int, list[asyncio.Task[None]]] = {}
         self._relabelled: set[tuple[Key, str]] = set()
+        self.trouble = Trouble()
 
     def start(self, shard: int) -> None:
         if shard in self._watches:
@@ -128,8 +167,8 @@ class ShardWatches:
                     async for kind, raw in events:
                         failures = 0
                         self.on_event(kind, SagaObject(raw))
-            except Exception as error:  # a 403 or a bug: say so and watch again, never stop
-                log.warning("shard %d's watch failed: %r; watching again", shard, error)
+            except Exception as error:  # a 404, a 403 or a bug: say so, watch again, never stop
+                self.trouble.report(error)
                 await asyncio.sleep(reconnect_backoff(failures))
                 failures += 1
 
