@@ -291,20 +291,11 @@ class AsyncSagaClient:
 
     async def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Saga:
         """A merge patch of the saga's spec (compensate, suspend, redrive)."""
-        api: Any = self.objects  # _content_type is accepted at run time, not in the stubs
         try:
-            raw = await api.patch_namespaced_custom_object(
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as error:
-            raise translate(error, namespace=namespace, name=name) from None
-        return Saga.from_raw(raw)
+            obj = await self._store.merge_patch(namespace, name, patch)
+        except (ApiException, Conflict, NotFound) as error:  # the apiserver's is the cause
+            raise translate(error.__cause__ or error, namespace=namespace, name=name) from None
+        return Saga.of(obj)
 
     async def _answer(
         self, namespace: str, name: str, step: str, approved: bool, reason: str, by: str | None

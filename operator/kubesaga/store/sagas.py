@@ -150,20 +150,7 @@ class SagaStore:
         return SagaObject(raw)
 
     async def merge_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> SagaObject:
-        try:
-            api: Any = self.api  # _content_type is accepted at run time, not in the stubs
-            raw = await api.patch_namespaced_custom_object(
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"spec": dict(patch)},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as error:
-            raise _wrap(error) from error
-        return SagaObject(raw)
+        return await self.merge_patch(namespace, name, {"spec": dict(patch)})
 
     async def merge_labels(
         self, namespace: str, name: str, labels: Mapping[str, str], uid: str | None = None
@@ -172,15 +159,20 @@ class SagaStore:
         metadata: dict[str, Any] = {"labels": dict(labels)}
         if uid:
             metadata["uid"] = uid  # a precondition: 409 for a newer saga of the same name
+        return await self.merge_patch(namespace, name, {"metadata": metadata})
+
+    async def merge_patch(self, namespace: str, name: str, body: Mapping[str, Any]) -> SagaObject:
+        """A JSON merge patch of the saga (``metadata.uid`` in it is a precondition). Raises
+        NotFound or Conflict, else the ApiException, each with the apiserver's as cause."""
         try:
-            api: Any = self.api
+            api: Any = self.api  # _content_type is accepted at run time, not in the stubs
             raw = await api.patch_namespaced_custom_object(
                 API_GROUP,
                 API_VERSION,
                 namespace,
                 PLURAL,
                 name,
-                {"metadata": metadata},
+                dict(body),
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
