@@ -22,14 +22,13 @@ from kubesaga.engine.redrive import refusal as redrive_refusal
 from kubesaga.models import (
     API_GROUP,
     API_VERSION,
-    KIND,
     JsonObject,
     SagaPhase,
     SagaSpec,
     StepSpec,
     limits,
 )
-from kubesaga.models.shard_key import with_shard_key
+from kubesaga.models.shard_key import saga_manifest
 
 APIVERSION = f"{API_GROUP}/{API_VERSION}"
 FINAL_PHASES = tuple(phase for phase in SagaPhase if phase.is_final)
@@ -93,16 +92,7 @@ def saga_body(
     namespace: str, name: str, spec: SagaSpec, labels: Mapping[str, str] | None
 ) -> dict[str, Any]:
     """The Saga object to create, with its shard-key label (the user's labels kept)."""
-    return {
-        "apiVersion": APIVERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": with_shard_key(namespace, name, labels),
-        },
-        "spec": spec.to_wire(),
-    }
+    return saga_manifest(namespace, name, spec.to_wire(), labels)
 
 
 def name_selector(name: str) -> str:

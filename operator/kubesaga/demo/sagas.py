@@ -25,8 +25,8 @@ from kubesaga.demo.cluster import retry_while_crd_settles
 from kubesaga.demo.examples import DemoError, Example
 from kubesaga.demo.processes import Child
 from kubesaga.demo.view import Board, Tracked, summary_notes, summary_table
-from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
-from kubesaga.models.shard_key import with_shard_key
+from kubesaga.models import API_GROUP, API_VERSION, PLURAL
+from kubesaga.models.shard_key import saga_manifest
 from kubesaga.store import SagaObject
 from kubesaga.store.watching import watch_until
 
@@ -96,20 +96,12 @@ async def _create_sagas(run: Run, api: client.ApiClient, examples: list[Example]
     tracked = []
     for example in examples:
         name = f"{example.name}-{run.run_id}"
-        body = {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
-            "metadata": {
-                "name": name,
-                "namespace": run.options.namespace,
-                "labels": with_shard_key(
-                    run.options.namespace,
-                    name,
-                    {RUN_LABEL: run.run_id, EXAMPLE_LABEL: example.key},
-                ),
-            },
-            "spec": example.spec.to_wire(),
-        }
+        body = saga_manifest(
+            run.options.namespace,
+            name,
+            example.spec.to_wire(),
+            {RUN_LABEL: run.run_id, EXAMPLE_LABEL: example.key},
+        )
         try:
             await retry_while_crd_settles(
                 objects.create_namespaced_custom_object,

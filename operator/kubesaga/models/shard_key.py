@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
+
+from kubesaga.models import API_GROUP, API_VERSION, KIND
 
 SHARD_KEY_LABEL = "kubesaga.io/shard-key"
 SHARD_KEYS = 256
@@ -38,3 +41,20 @@ def labelled_key(labels: Mapping[str, str] | None) -> int | None:
         return None
     key = int(value)
     return key if key < SHARD_KEYS else None
+
+
+def saga_manifest(
+    namespace: str, name: str, spec: Mapping[str, Any], labels: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The Saga object to create (``spec`` in wire form): every creator of ours builds it here,
+    so none can leave out the shard-key label (the user's labels kept)."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": with_shard_key(namespace, name, labels),
+        },
+        "spec": dict(spec),
+    }

@@ -14,7 +14,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubesaga.models import API_GROUP, API_VERSION, KIND, PLURAL
-from kubesaga.models.shard_key import with_shard_key
+from kubesaga.models.shard_key import saga_manifest
 
 APIVERSION = f"{API_GROUP}/{API_VERSION}"
 
@@ -131,16 +131,7 @@ class SagaStore:
         spec: Mapping[str, Any],
         labels: Mapping[str, str] | None = None,
     ) -> SagaObject:
-        body = {
-            "apiVersion": APIVERSION,
-            "kind": KIND,
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": with_shard_key(namespace, name, labels),
-            },
-            "spec": dict(spec),
-        }
+        body = saga_manifest(namespace, name, spec, labels)
         try:
             raw = await self.api.create_namespaced_custom_object(
                 API_GROUP, API_VERSION, namespace, PLURAL, body
