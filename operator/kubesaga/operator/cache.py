@@ -35,6 +35,12 @@ VIEWS = 1024
 """Parsed views kept (the most recently used sagas): ~22 KB each for three steps."""
 
 
+def phase_of(obj: SagaObject) -> str:
+    """The saga's phase as its status says, ``Pending`` before the operator's first write."""
+    status = obj.status if isinstance(obj.status, dict) else {}
+    return str(status.get("phase") or "Pending")
+
+
 class Record:
     """One saga's newest copy, compactly. ``spec``/``status`` are None once the saga is final
     (then ``complete`` is False: the next look reads the object from the API)."""
@@ -60,7 +66,7 @@ class Record:
         self.generation = obj.generation
         self.deletion: str | None = obj.metadata.get("deletionTimestamp")
         raw_status = obj.status if isinstance(obj.status, dict) else {}
-        self.phase: str = sys.intern(str(raw_status.get("phase") or "Pending"))
+        self.phase: str = sys.intern(phase_of(obj))
         final = self.phase in FINAL_PHASES
         deadline = raw_status.get("deadlineAt")
         self.deadline: str | None = None if final or not deadline else str(deadline)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from kubesaga.broker import Outcome
 from kubesaga.engine import Decision, Event, Reconcile, ResultReceived, Verdict, decide_all
 from kubesaga.models import Result
-from kubesaga.operator.cache import FINAL_PHASES, Key, SagaCache
+from kubesaga.operator.cache import FINAL_PHASES, Key, SagaCache, phase_of
 from kubesaga.operator.clock import Clock, SystemClock
 from kubesaga.operator.events import EventPoster
 from kubesaga.operator.mailbox import Mailboxes
@@ -104,7 +104,7 @@ class Orchestrator:
         """A DELETED event: the saga was deleted, or it moved to another watch (a label added
         or changed). An owned saga in flight is confirmed with a GET before it is dropped."""
         record = self.cache.record(obj.key)
-        phase = record.phase if record is not None else _phase(obj)
+        phase = record.phase if record is not None else phase_of(obj)
         if on_deleted(self.owns(obj.key), phase in FINAL_PHASES) is OnDeleted.FORGET:
             self.forget(obj.key)
         else:
@@ -264,8 +264,3 @@ class Orchestrator:
         obj = self.cache.get(key)
         if obj is None or self.owns(key):
             self.mailboxes.put(key, Reconcile())
-
-
-def _phase(obj: SagaObject) -> str:
-    status = obj.status if isinstance(obj.status, dict) else {}
-    return str(status.get("phase") or "Pending")
